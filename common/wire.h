@@ -1,0 +1,33 @@
+// Conversion between the plain messages of common/messages.h and their Cap'n Proto form.
+// The only file that includes the generated schema code.
+//
+// Decoding checks structure and size (lengths within common/hard_limits.h, no NUL inside names);
+// what a value means is checked where it is used (host: host-server/names.h; enclave:
+// enclave-fs/reply_check.h). A decode error is a protocol fault: the peer is broken or
+// hostile and the connection is dropped.
+#pragma once
+
+#include <capnp/common.h>
+#include <kj/array.h>
+
+#include <string>
+
+#include "common/messages.h"
+#include "common/result.h"
+
+namespace enclavefs::wire {
+
+using Words = kj::Array<capnp::word>;
+using WordsView = kj::ArrayPtr<const capnp::word>;
+
+Words encode(const msg::Hello& hello);
+Words encode(const msg::Welcome& welcome);
+Words encode(const msg::Request& request);
+Words encode(const msg::Reply& reply);
+
+Result<msg::Hello, std::string> decodeHello(WordsView words);
+Result<msg::Welcome, std::string> decodeWelcome(WordsView words);
+Result<msg::Request, std::string> decodeRequest(WordsView words);
+Result<msg::Reply, std::string> decodeReply(WordsView words);
+
+}  // namespace enclavefs::wire

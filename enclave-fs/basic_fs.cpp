@@ -1,0 +1,91 @@
+#include "enclave-fs/basic_fs.h"
+
+#include <cerrno>
+
+namespace enclavefs::enclave {
+
+BasicFs::BasicFs(Connection& connection, CacheTimeouts timeouts)
+    : connection_(connection), timeouts_(timeouts), log_(logger("mount")) {
+  nodes_.addRoot(connection.welcome().root.mode);
+}
+
+msg::Request BasicFs::request(fuse_req_t req, fuse_ino_t node, msg::Op op, const char* name,
+                              msg::HandleId handle) const {
+  msg::Request r;
+  r.node = node;
+  r.handle = handle;
+  if (name != nullptr) r.name = name;
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  r.caller = {ctx->uid, ctx->gid};
+  r.op = std::move(op);
+  return r;
+}
+
+void BasicFs::forgetOnHost(std::vector<msg::op::ForgetItem> items) {
+  msg::Request r;
+  r.op = msg::op::Forget{std::move(items)};
+  connection_.post(r);
+}
+
+int BasicFs::refuse(const char* op, const std::string& why) const {
+  log_->error("refused the host's reply to {}: {}", op, why);
+  return EIO;
+}
+
+struct stat BasicFs::statOf(const msg::Attr& a) const {
+  struct stat st {};
+  st.st_ino = a.ino;
+  st.st_mode = a.mode;
+  st.st_nlink = a.nlink;
+  st.st_uid = a.uid;
+  st.st_gid = a.gid;
+  st.st_rdev = a.rdev;
+  st.st_size = static_cast<off_t>(a.size);
+  st.st_blocks = static_cast<blkcnt_t>(a.blocks);
+  st.st_blksize = a.blksize;
+  st.st_atim = {static_cast<time_t>(a.atime.sec), static_cast<long>(a.atime.nsec)};
+  st.st_mtim = {static_cast<time_t>(a.mtime.sec), static_cast<long>(a.mtime.nsec)};
+  st.st_ctim = {static_cast<time_t>(a.ctime.sec), static_cast<long>(a.ctime.nsec)};
+  return st;
+}
+
+fuse_entry_param BasicFs::entryParam(const msg::Entry& entry) const {
+  fuse_entry_param e{};
+  e.ino = entry.node;
+  e.generation = entry.generation;
+  e.attr = statOf(entry.attr);
+  e.attr_timeout = timeouts_.attr;
+  e.entry_timeout = timeouts_.entry;
+  return e;
+}
+
+void replyStatus(BasicFs& fs, fuse_req_t req, const char* op, const Result<Answer>& answer) {
+  auto body = expect<msg::body::None>(fs, op, answer);
+  fuse_reply_err(req, body ? 0 : body.error().value);
+}
+
+void replyEntry(BasicFs& fs, fuse_req_t req, const char* op, const Result<Answer>& answer,
+                std::uint32_t expectedType) {
+  auto entry = expect<msg::Entry>(fs, op, answer);
+  if (!entry) {
+    fuse_reply_err(req, entry.error().value);
+    return;
+  }
+  const msg::Entry& e = **entry;
+  Check valid = expectedType != 0 ? checkEntryType(e, expectedType) : checkEntry(e);
+  if (valid) valid = fs.nodes().learn(e);
+  if (!valid) {
+    // The host counted a lookup the kernel will never forget: give it back.
+    fs.forgetOnHost({{e.node, 1}});
+    fuse_reply_err(req, fs.refuse(op, valid.error()));
+    return;
+  }
+  fuse_entry_param param = fs.entryParam(e);
+  if (fuse_reply_entry(req, &param) != 0) {
+    // The request was interrupted: the kernel did not take the reference.
+    fs.nodes().forget(e.node, 1);
+    fs.forgetOnHost({{e.node, 1}});
+  }
+}
+
+}  // namespace enclavefs::enclave

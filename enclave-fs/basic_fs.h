@@ -1,0 +1,143 @@
+// The basic-mount FUSE file system: state shared by its operations, and the helpers that give
+// every operation the same shape.
+//
+// An operation is two halves. The FUSE worker builds a request and hands it to the
+// connection (`send`), then returns. The receiver thread later runs the reply half: it turns
+// the Answer into the one value the operation needs, through `expect<Body>` and the checks of
+// reply_check.h, and makes exactly one fuse_reply_* call. Any failed check answers EIO and
+// logs why.
+//
+// Operations, one file per family:
+//   fs_attr.cpp   lookup, forget, getattr, setattr, statfs
+//   fs_data.cpp   open, create, read, write, flush, release, fsync, fallocate, lseek
+//   fs_dir.cpp    mknod, mkdir, unlink, rmdir, symlink, readlink, rename, link,
+//                 opendir, readdir, readdirplus, releasedir, fsyncdir
+//   fs_xattr.cpp  setxattr, getxattr, listxattr, removexattr
+#pragma once
+
+#include <fuse_lowlevel.h>
+#include <sys/stat.h>
+
+#include <span>
+#include <string>
+#include <variant>
+
+#include "common/log.h"
+#include "common/messages.h"
+#include "enclave-fs/connection.h"
+#include "enclave-fs/node_registry.h"
+#include "enclave-fs/reply_check.h"
+
+namespace enclavefs::enclave {
+
+struct CacheTimeouts {
+  double entry = 1.0;  // seconds the kernel may trust a name lookup
+  double attr = 1.0;   // seconds the kernel may trust attributes
+};
+
+class BasicFs {
+ public:
+  BasicFs(Connection& connection, CacheTimeouts timeouts);
+
+  static BasicFs& of(fuse_req_t req) { return *static_cast<BasicFs*>(fuse_req_userdata(req)); }
+
+  // A request on `node` from the caller of `req`.
+  msg::Request request(fuse_req_t req, fuse_ino_t node, msg::Op op, const char* name = nullptr,
+                       msg::HandleId handle = 0) const;
+
+  void send(const msg::Request& request, ReplyHandler handler,
+            std::span<const std::byte> payload = {}) {
+    connection_.call(request, payload, std::move(handler));
+  }
+  // Gives the host back lookup counts (the registry is the caller's to update).
+  void forgetOnHost(std::vector<msg::op::ForgetItem> items);
+
+  // Logs why a reply was refused and yields the errno the application sees.
+  int refuse(const char* op, const std::string& why) const;
+
+  fuse_entry_param entryParam(const msg::Entry& entry) const;
+  struct stat statOf(const msg::Attr& attr) const;
+
+  NodeRegistry& nodes() { return nodes_; }
+  const CacheTimeouts& timeouts() const { return timeouts_; }
+  Connection& connection() { return connection_; }
+
+ private:
+  Connection& connection_;
+  CacheTimeouts timeouts_;
+  NodeRegistry nodes_;
+  std::shared_ptr<spdlog::logger> log_;
+};
+
+// The body of type Body in an answer, or the errno the application should see: the transport's,
+// the host's own (if acceptable), or EIO for a reply of the wrong shape.
+template <class Body>
+Result<const Body*> expect(BasicFs& fs, const char* op, const Result<Answer>& answer) {
+  if (!answer) return answer.error();
+  const msg::Reply& reply = answer->reply;
+  if (reply.error != 0) {
+    int error = acceptableErrno(reply.error);
+    if (error != reply.error) return Errno{fs.refuse(op, "errno " + std::to_string(reply.error))};
+    return Errno{error};
+  }
+  const Body* body = std::get_if<Body>(&reply.body);
+  if (body == nullptr) return Errno{fs.refuse(op, "reply has the wrong body")};
+  if (!std::is_same_v<Body, msg::body::Data> && !answer->payload.empty()) {
+    return Errno{fs.refuse(op, "reply carries an unexpected payload")};
+  }
+  return body;
+}
+
+// Replies to an operation whose answer is just success or an errno.
+void replyStatus(BasicFs& fs, fuse_req_t req, const char* op, const Result<Answer>& answer);
+
+// Replies with an entry for a new or looked-up name. `expectedType` (S_IF*) or 0 for any.
+void replyEntry(BasicFs& fs, fuse_req_t req, const char* op, const Result<Answer>& answer,
+                std::uint32_t expectedType = 0);
+
+const fuse_lowlevel_ops& basicOperations();
+
+// Operation entry points (FUSE lowlevel signatures).
+namespace fs {
+void lookup(fuse_req_t req, fuse_ino_t parent, const char* name);
+void forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup);
+void forgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forgets);
+void getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int toSet, fuse_file_info* fi);
+void statfs(fuse_req_t req, fuse_ino_t ino);
+
+void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi);
+void read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi);
+void write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off,
+           fuse_file_info* fi);
+void flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+void release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+void fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi);
+void fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+               fuse_file_info* fi);
+void lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info* fi);
+
+void mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev);
+void mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode);
+void unlink(fuse_req_t req, fuse_ino_t parent, const char* name);
+void rmdir(fuse_req_t req, fuse_ino_t parent, const char* name);
+void symlink(fuse_req_t req, const char* target, fuse_ino_t parent, const char* name);
+void readlink(fuse_req_t req, fuse_ino_t ino);
+void rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newParent,
+            const char* newName, unsigned int flags);
+void link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newParent, const char* newName);
+void opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+void readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi);
+void readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi);
+void releasedir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+void fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi);
+
+void setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
+              int flags);
+void getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size);
+void listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+void removexattr(fuse_req_t req, fuse_ino_t ino, const char* name);
+}  // namespace fs
+
+}  // namespace enclavefs::enclave

@@ -1,0 +1,92 @@
+// The enclave's connection to the host.
+//
+// Threads: any FUSE worker may call(); one receiver thread reads every frame from the host,
+// decodes it, and runs the handler of the request it answers, which makes the single
+// fuse_reply_* call. No thread waits for a reply. `pendingMutex_` guards the table of
+// requests in flight; `sendMutex_` keeps frames whole on the socket. Neither is held while a
+// handler runs.
+//
+// Failure: a framing error, a reply to a request never made, a host that closes the socket,
+// or a request unanswered past the timeout ends the connection; every request in flight and
+// every later one fails at once with ENOTCONN, so nothing waits forever.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <span>
+#include <string>
+#include <thread>
+#include <unordered_map>
+
+#include "common/address.h"
+#include "common/frame.h"
+#include "common/messages.h"
+#include "common/result.h"
+#include "common/unique_fd.h"
+
+namespace enclavefs::enclave {
+
+// A decoded reply and its payload, valid only during the handler.
+struct Answer {
+  const msg::Reply& reply;
+  std::span<const std::byte> payload;
+};
+
+// Called exactly once per request: with the answer, or with the errno of a transport failure
+// (ENOTCONN) or an undecodable reply (EIO).
+using ReplyHandler = std::function<void(Result<Answer>)>;
+
+class Connection {
+ public:
+  // Connects and performs the handshake; the error sentence says what went wrong.
+  static Result<std::unique_ptr<Connection>, std::string> open(
+      const Address& address, const msg::Hello& hello, std::chrono::milliseconds timeout);
+
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+  ~Connection();
+
+  const msg::Welcome& welcome() const { return welcome_; }
+
+  // Starts the receiver thread. Call after any fork.
+  void start();
+  // Stops the receiver thread and fails what is in flight.
+  void stop();
+
+  void call(const msg::Request& request, std::span<const std::byte> payload, ReplyHandler handler);
+  // A request the host does not answer (forget).
+  void post(const msg::Request& request);
+
+  bool alive() const { return alive_.load(std::memory_order_acquire); }
+
+ private:
+  struct Pending {
+    ReplyHandler handler;
+    std::chrono::steady_clock::time_point deadline;
+  };
+
+  Connection(UniqueFd socket, std::chrono::milliseconds timeout);
+
+  Result<void> send(FrameKind kind, std::uint64_t id, std::span<const std::byte> message,
+                    std::span<const std::byte> payload);
+  void receive();
+  void dispatch(const FrameView& frame);
+  void fail(const std::string& why);
+  bool expired();
+
+  UniqueFd socket_;
+  std::chrono::milliseconds timeout_;
+  msg::Welcome welcome_;
+  std::atomic<bool> alive_{true};
+  std::atomic<std::uint64_t> nextId_{1};
+  std::mutex sendMutex_;
+  std::mutex pendingMutex_;
+  std::unordered_map<std::uint64_t, Pending> pending_;
+  UniqueFd stopEvent_;
+  std::thread receiver_;
+};
+
+}  // namespace enclavefs::enclave

@@ -1,0 +1,167 @@
+// open, create, read, write, flush, release, fsync, fallocate, lseek.
+#include <fcntl.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "common/hard_limits.h"
+#include "enclave-fs/basic_fs.h"
+
+namespace enclavefs::enclave::fs {
+namespace {
+
+// Tells the host to close a handle the kernel never received (an interrupted open).
+void releaseOnHost(BasicFs& fs, fuse_req_t req, fuse_ino_t ino, msg::HandleId handle) {
+  fs.send(fs.request(req, ino, msg::op::Release{}, nullptr, handle), [](Result<Answer>) {});
+}
+
+}  // namespace
+
+void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  BasicFs& fs = BasicFs::of(req);
+  fuse_file_info info = *fi;
+  fs.send(fs.request(req, ino, msg::op::Open{static_cast<std::uint32_t>(fi->flags)}),
+          [&fs, req, ino, info](Result<Answer> a) mutable {
+            auto opened = expect<msg::body::Opened>(fs, "open", a);
+            if (!opened) {
+              fuse_reply_err(req, opened.error().value);
+              return;
+            }
+            if (auto valid = checkHandle((*opened)->handle); !valid) {
+              fuse_reply_err(req, fs.refuse("open", valid.error()));
+              return;
+            }
+            info.fh = (*opened)->handle;
+            if (fuse_reply_open(req, &info) != 0) releaseOnHost(fs, req, ino, info.fh);
+          });
+}
+
+void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
+  if (std::strlen(name) > limits::kMaxNameBytes) {
+    fuse_reply_err(req, ENAMETOOLONG);
+    return;
+  }
+  BasicFs& fs = BasicFs::of(req);
+  fuse_file_info info = *fi;
+  msg::op::Create op{mode, static_cast<std::uint32_t>(fi->flags)};
+  fs.send(fs.request(req, parent, op, name), [&fs, req, info](Result<Answer> a) mutable {
+    auto created = expect<msg::body::Created>(fs, "create", a);
+    if (!created) {
+      fuse_reply_err(req, created.error().value);
+      return;
+    }
+    const msg::Entry& e = (*created)->entry;
+    Check valid = checkEntryType(e, S_IFREG);
+    if (valid) valid = checkHandle((*created)->handle);
+    if (valid) valid = fs.nodes().learn(e);
+    if (!valid) {
+      fs.forgetOnHost({{e.node, 1}});
+      releaseOnHost(fs, req, e.node, (*created)->handle);
+      fuse_reply_err(req, fs.refuse("create", valid.error()));
+      return;
+    }
+    info.fh = (*created)->handle;
+    fuse_entry_param param = fs.entryParam(e);
+    if (fuse_reply_create(req, &param, &info) != 0) {
+      fs.nodes().forget(e.node, 1);
+      fs.forgetOnHost({{e.node, 1}});
+      releaseOnHost(fs, req, e.node, info.fh);
+    }
+  });
+}
+
+void read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  BasicFs& fs = BasicFs::of(req);
+  size = std::min<size_t>(size, limits::kMaxIoBytes);
+  msg::op::Read op{static_cast<std::uint64_t>(off), static_cast<std::uint32_t>(size)};
+  fs.send(fs.request(req, ino, op, nullptr, fi->fh), [&fs, req, size](Result<Answer> a) {
+    auto data = expect<msg::body::Data>(fs, "read", a);
+    if (!data) {
+      fuse_reply_err(req, data.error().value);
+      return;
+    }
+    if (auto valid = checkDataSize(a->payload.size(), size); !valid) {
+      fuse_reply_err(req, fs.refuse("read", valid.error()));
+      return;
+    }
+    fuse_reply_buf(req, reinterpret_cast<const char*>(a->payload.data()), a->payload.size());
+  });
+}
+
+void write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off,
+           fuse_file_info* fi) {
+  BasicFs& fs = BasicFs::of(req);
+  if (size > limits::kMaxIoBytes) {
+    fuse_reply_err(req, EINVAL);
+    return;
+  }
+  msg::op::Write op{static_cast<std::uint64_t>(off), static_cast<std::uint32_t>(fi->flags)};
+  fs.send(
+      fs.request(req, ino, op, nullptr, fi->fh),
+      [&fs, req, size](Result<Answer> a) {
+        auto written = expect<msg::body::Written>(fs, "write", a);
+        if (!written) {
+          fuse_reply_err(req, written.error().value);
+          return;
+        }
+        if (auto valid = checkDataSize((*written)->count, size); !valid) {
+          fuse_reply_err(req, fs.refuse("write", valid.error()));
+          return;
+        }
+        fuse_reply_write(req, (*written)->count);
+      },
+      std::span(reinterpret_cast<const std::byte*>(buf), size));
+}
+
+void flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  BasicFs& fs = BasicFs::of(req);
+  fs.send(fs.request(req, ino, msg::op::Flush{}, nullptr, fi->fh),
+          [&fs, req](Result<Answer> a) { replyStatus(fs, req, "flush", a); });
+}
+
+void release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  BasicFs& fs = BasicFs::of(req);
+  fs.send(fs.request(req, ino, msg::op::Release{}, nullptr, fi->fh),
+          [&fs, req](Result<Answer> a) { replyStatus(fs, req, "release", a); });
+}
+
+void fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
+  BasicFs& fs = BasicFs::of(req);
+  fs.send(fs.request(req, ino, msg::op::Fsync{datasync != 0}, nullptr, fi->fh),
+          [&fs, req](Result<Answer> a) { replyStatus(fs, req, "fsync", a); });
+}
+
+void fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+               fuse_file_info* fi) {
+  BasicFs& fs = BasicFs::of(req);
+  if (offset < 0 || length <= 0) {
+    fuse_reply_err(req, EINVAL);
+    return;
+  }
+  msg::op::Fallocate op{mode, static_cast<std::uint64_t>(offset), static_cast<std::uint64_t>(length)};
+  fs.send(fs.request(req, ino, op, nullptr, fi->fh),
+          [&fs, req](Result<Answer> a) { replyStatus(fs, req, "fallocate", a); });
+}
+
+void lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info* fi) {
+  BasicFs& fs = BasicFs::of(req);
+  if (off < 0 || (whence != SEEK_DATA && whence != SEEK_HOLE)) {
+    fuse_reply_err(req, EINVAL);
+    return;
+  }
+  msg::op::Lseek op{static_cast<std::uint64_t>(off), static_cast<std::uint32_t>(whence)};
+  fs.send(fs.request(req, ino, op, nullptr, fi->fh), [&fs, req](Result<Answer> a) {
+    auto offset = expect<msg::body::Offset>(fs, "lseek", a);
+    if (!offset) {
+      fuse_reply_err(req, offset.error().value);
+      return;
+    }
+    if ((*offset)->offset > static_cast<std::uint64_t>(INT64_MAX)) {
+      fuse_reply_err(req, fs.refuse("lseek", "offset out of range"));
+      return;
+    }
+    fuse_reply_lseek(req, static_cast<off_t>((*offset)->offset));
+  });
+}
+
+}  // namespace enclavefs::enclave::fs

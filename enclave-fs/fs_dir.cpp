@@ -1,0 +1,218 @@
+// mknod, mkdir, unlink, rmdir, symlink, readlink, rename, link, opendir, readdir,
+// readdirplus, releasedir, fsyncdir.
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "common/hard_limits.h"
+#include "enclave-fs/basic_fs.h"
+
+namespace enclavefs::enclave::fs {
+namespace {
+
+bool nameTooLong(fuse_req_t req, const char* name) {
+  if (std::strlen(name) <= limits::kMaxNameBytes) return false;
+  fuse_reply_err(req, ENAMETOOLONG);
+  return true;
+}
+
+// Fills the kernel's buffer with what fits. For readdirplus, every entry the kernel takes
+// carries one lookup reference; the host counted one for every entry it sent with attributes,
+// so those the kernel did not take (no room, or refused) are given back to the host.
+void replyEntries(BasicFs& fs, fuse_req_t req, size_t size, std::uint64_t offset, bool plus,
+                  const Result<Answer>& answer) {
+  const char* op = plus ? "readdirplus" : "readdir";
+  auto entries = expect<msg::body::Entries>(fs, op, answer);
+  if (!entries) {
+    fuse_reply_err(req, entries.error().value);
+    return;
+  }
+  std::vector<msg::op::ForgetItem> giveBack;
+  if (auto valid = checkDirEntries(**entries, offset, plus); !valid) {
+    for (const auto& d : (*entries)->items) {
+      if (d.entry && d.entry->node != 0) giveBack.push_back({d.entry->node, 1});
+    }
+    if (!giveBack.empty()) fs.forgetOnHost(std::move(giveBack));
+    fuse_reply_err(req, fs.refuse(op, valid.error()));
+    return;
+  }
+  std::vector<char> buffer(size);
+  size_t used = 0;
+  bool full = false;
+  for (const auto& d : (*entries)->items) {
+    auto off = static_cast<off_t>(d.nextOffset);
+    if (full) {
+      if (d.entry) giveBack.push_back({d.entry->node, 1});
+      continue;
+    }
+    size_t added;
+    if (plus) {
+      fuse_entry_param param{};
+      bool linked = false;
+      if (d.entry) {
+        if (auto known = fs.nodes().learn(*d.entry); known) {
+          param = fs.entryParam(*d.entry);
+          linked = true;
+        } else {
+          fs.refuse(op, known.error());
+          giveBack.push_back({d.entry->node, 1});
+        }
+      }
+      if (!linked) {
+        param.attr.st_ino = d.ino;
+        param.attr.st_mode = d.type << 12;
+      }
+      added = fuse_add_direntry_plus(req, buffer.data() + used, size - used, d.name.c_str(),
+                                     &param, off);
+      if (added > size - used) {
+        full = true;
+        if (linked) {
+          fs.nodes().forget(d.entry->node, 1);
+          giveBack.push_back({d.entry->node, 1});
+        }
+        continue;
+      }
+    } else {
+      struct stat st {};
+      st.st_ino = d.ino;
+      st.st_mode = d.type << 12;
+      added = fuse_add_direntry(req, buffer.data() + used, size - used, d.name.c_str(), &st, off);
+      if (added > size - used) {
+        full = true;
+        continue;
+      }
+    }
+    used += added;
+  }
+  if (!giveBack.empty()) fs.forgetOnHost(std::move(giveBack));
+  fuse_reply_buf(req, buffer.data(), used);
+}
+
+void readEntries(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi,
+                 bool plus) {
+  BasicFs& fs = BasicFs::of(req);
+  size = std::min<size_t>(size, limits::kMaxReadDirBytes);
+  auto offset = static_cast<std::uint64_t>(off);
+  msg::op::ReadDir op{offset, static_cast<std::uint32_t>(size), plus};
+  fs.send(fs.request(req, ino, op, nullptr, fi->fh), [&fs, req, size, offset, plus](Result<Answer> a) {
+    replyEntries(fs, req, size, offset, plus, a);
+  });
+}
+
+}  // namespace
+
+void mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
+  if (nameTooLong(req, name)) return;
+  BasicFs& fs = BasicFs::of(req);
+  std::uint32_t type = (mode & S_IFMT) != 0 ? (mode & S_IFMT) : S_IFREG;
+  msg::op::MakeNode op{mode, static_cast<std::uint32_t>(rdev)};
+  fs.send(fs.request(req, parent, op, name),
+          [&fs, req, type](Result<Answer> a) { replyEntry(fs, req, "mknod", a, type); });
+}
+
+void mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
+  if (nameTooLong(req, name)) return;
+  BasicFs& fs = BasicFs::of(req);
+  fs.send(fs.request(req, parent, msg::op::MakeDir{mode}, name),
+          [&fs, req](Result<Answer> a) { replyEntry(fs, req, "mkdir", a, S_IFDIR); });
+}
+
+void unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  if (nameTooLong(req, name)) return;
+  BasicFs& fs = BasicFs::of(req);
+  fs.send(fs.request(req, parent, msg::op::Unlink{}, name),
+          [&fs, req](Result<Answer> a) { replyStatus(fs, req, "unlink", a); });
+}
+
+void rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  if (nameTooLong(req, name)) return;
+  BasicFs& fs = BasicFs::of(req);
+  fs.send(fs.request(req, parent, msg::op::RemoveDir{}, name),
+          [&fs, req](Result<Answer> a) { replyStatus(fs, req, "rmdir", a); });
+}
+
+void symlink(fuse_req_t req, const char* target, fuse_ino_t parent, const char* name) {
+  if (nameTooLong(req, name)) return;
+  if (std::strlen(target) >= limits::kMaxPathBytes) {
+    fuse_reply_err(req, ENAMETOOLONG);
+    return;
+  }
+  BasicFs& fs = BasicFs::of(req);
+  fs.send(fs.request(req, parent, msg::op::Symlink{target}, name),
+          [&fs, req](Result<Answer> a) { replyEntry(fs, req, "symlink", a, S_IFLNK); });
+}
+
+void readlink(fuse_req_t req, fuse_ino_t ino) {
+  BasicFs& fs = BasicFs::of(req);
+  fs.send(fs.request(req, ino, msg::op::ReadLink{}), [&fs, req](Result<Answer> a) {
+    auto target = expect<msg::body::Target>(fs, "readlink", a);
+    if (!target) {
+      fuse_reply_err(req, target.error().value);
+      return;
+    }
+    if (auto valid = checkLinkTarget((*target)->path); !valid) {
+      fuse_reply_err(req, fs.refuse("readlink", valid.error()));
+      return;
+    }
+    fuse_reply_readlink(req, (*target)->path.c_str());
+  });
+}
+
+void rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newParent,
+            const char* newName, unsigned int flags) {
+  if (nameTooLong(req, name) || nameTooLong(req, newName)) return;
+  BasicFs& fs = BasicFs::of(req);
+  msg::op::Rename op{newParent, newName, flags};
+  fs.send(fs.request(req, parent, op, name),
+          [&fs, req](Result<Answer> a) { replyStatus(fs, req, "rename", a); });
+}
+
+void link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newParent, const char* newName) {
+  if (nameTooLong(req, newName)) return;
+  BasicFs& fs = BasicFs::of(req);
+  std::uint32_t type = fs.nodes().typeOf(ino).value_or(0);
+  fs.send(fs.request(req, ino, msg::op::Link{newParent, newName}),
+          [&fs, req, type](Result<Answer> a) { replyEntry(fs, req, "link", a, type); });
+}
+
+void opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  BasicFs& fs = BasicFs::of(req);
+  fuse_file_info info = *fi;
+  fs.send(fs.request(req, ino, msg::op::OpenDir{}), [&fs, req, ino, info](Result<Answer> a) mutable {
+    auto opened = expect<msg::body::Opened>(fs, "opendir", a);
+    if (!opened) {
+      fuse_reply_err(req, opened.error().value);
+      return;
+    }
+    if (auto valid = checkHandle((*opened)->handle); !valid) {
+      fuse_reply_err(req, fs.refuse("opendir", valid.error()));
+      return;
+    }
+    info.fh = (*opened)->handle;
+    if (fuse_reply_open(req, &info) != 0) {
+      fs.send(fs.request(req, ino, msg::op::ReleaseDir{}, nullptr, info.fh), [](Result<Answer>) {});
+    }
+  });
+}
+
+void readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  readEntries(req, ino, size, off, fi, false);
+}
+
+void readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  readEntries(req, ino, size, off, fi, true);
+}
+
+void releasedir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  BasicFs& fs = BasicFs::of(req);
+  fs.send(fs.request(req, ino, msg::op::ReleaseDir{}, nullptr, fi->fh),
+          [&fs, req](Result<Answer> a) { replyStatus(fs, req, "releasedir", a); });
+}
+
+void fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
+  BasicFs& fs = BasicFs::of(req);
+  fs.send(fs.request(req, ino, msg::op::FsyncDir{datasync != 0}, nullptr, fi->fh),
+          [&fs, req](Result<Answer> a) { replyStatus(fs, req, "fsyncdir", a); });
+}
+
+}  // namespace enclavefs::enclave::fs

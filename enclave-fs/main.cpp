@@ -1,0 +1,145 @@
+// enclavefs-mount: mounts a host export inside the enclave.
+#include <fuse_lowlevel.h>
+#include <sys/stat.h>
+
+#include <CLI/CLI.hpp>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/address.h"
+#include "common/log.h"
+#include "enclave-fs/basic_fs.h"
+#include "enclave-fs/connection.h"
+#include "enclave-fs/mount_options.h"
+
+namespace enclavefs::enclave {
+namespace {
+
+constexpr const char* kProgram = "enclavefs-mount";
+
+int fail(const std::string& message) {
+  std::fprintf(stderr, "%s: error: %s\n", kProgram, message.c_str());
+  return 1;
+}
+
+// libfuse objects, released in reverse order of creation whatever happens.
+struct FuseSession {
+  fuse_session* session = nullptr;
+  bool mounted = false;
+  bool signalsInstalled = false;
+  ~FuseSession() {
+    if (session == nullptr) return;
+    if (signalsInstalled) fuse_remove_signal_handlers(session);
+    if (mounted) fuse_session_unmount(session);
+    fuse_session_destroy(session);
+  }
+};
+
+// The mount point must exist and be of the same kind as the export's root.
+Result<void, std::string> checkMountPoint(const std::string& path, std::uint32_t rootMode) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) {
+    return Fail{"mount point " + path + ": " + std::strerror(errno)};
+  }
+  if (S_ISLNK(st.st_mode)) return Fail{"mount point " + path + " is a symbolic link"};
+  bool exportIsDir = (rootMode & S_IFMT) == S_IFDIR;
+  if (exportIsDir && !S_ISDIR(st.st_mode)) {
+    return Fail{"mount point " + path + " is not a directory, but the export is"};
+  }
+  if (!exportIsDir && !S_ISREG(st.st_mode)) {
+    return Fail{"mount point " + path + " is not a regular file, but the export is a single file"};
+  }
+  return {};
+}
+
+int run(int argc, char** argv) {
+  CLI::App app{"enclavefs client: mounts a host export inside the enclave", kProgram};
+  std::string host, exportName, mountPoint, logLevel = "info";
+  std::vector<std::string> optionGroups;
+  bool foreground = false;
+  app.add_option("--host", host, "host server address: vsock:CID:PORT or unix:PATH")->required();
+  app.add_option("--export", exportName, "name of the host export to mount")->required();
+  app.add_option("mountpoint", mountPoint, "where to mount it")->required();
+  app.add_option("-o", optionGroups, "mount options: ro, exec, entry_timeout=S, attr_timeout=S, "
+                                     "timeout=S, max_threads=N, debug");
+  app.add_flag("-f,--foreground", foreground, "stay in the foreground");
+  app.add_option("--log-level", logLevel, "trace, debug, info, warn, error or off");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    return fail(e.what());
+  }
+  auto level = parseLogLevel(logLevel);
+  if (!level) return fail("unknown log level '" + logLevel + "'");
+  setLogLevel(*level);
+
+  auto address = parseAddress(host);
+  if (!address) return fail(address.error());
+  auto options = parseMountOptions(optionGroups);
+  if (!options) return fail(options.error());
+  // Check before connecting, so a typo is reported as such, not as a host problem.
+  struct stat mountStat;
+  if (::lstat(mountPoint.c_str(), &mountStat) != 0) {
+    return fail("mount point " + mountPoint + ": " + std::strerror(errno));
+  }
+
+  msg::Hello hello;
+  hello.version = msg::kProtocolVersion;
+  hello.kind = msg::MountKind::basic;
+  hello.name = exportName;
+  auto timeout = std::chrono::milliseconds(
+      static_cast<long long>(options->requestTimeoutSeconds * 1000));
+  auto connection = Connection::open(*address, hello, std::min(timeout, std::chrono::milliseconds(10000)));
+  if (!connection) return fail(connection.error());
+  Connection& conn = **connection;
+  if (auto ok = checkMountPoint(mountPoint, conn.welcome().root.mode); !ok) return fail(ok.error());
+  if (conn.welcome().readOnly) options->readOnly = true;
+
+  BasicFs fs(conn, options->cache);
+  std::string kernelOptions = options->kernelOptions(exportName);
+  std::vector<const char*> args = {kProgram, "-o", kernelOptions.c_str()};
+  if (options->debug) args.push_back("-d");
+  fuse_args fuseArgs = FUSE_ARGS_INIT(static_cast<int>(args.size()), const_cast<char**>(args.data()));
+
+  FuseSession session;
+  session.session = fuse_session_new(&fuseArgs, &basicOperations(), sizeof(fuse_lowlevel_ops), &fs);
+  if (session.session == nullptr) return fail("cannot create the FUSE session");
+  if (fuse_set_signal_handlers(session.session) != 0) return fail("cannot install signal handlers");
+  session.signalsInstalled = true;
+  if (fuse_session_mount(session.session, mountPoint.c_str()) != 0) {
+    return fail("cannot mount on " + mountPoint + " (is /dev/fuse available, and are we root?)");
+  }
+  session.mounted = true;
+  logger("mount")->info("mounted export '{}' from {} on {}", exportName, address->toString(),
+                        mountPoint);
+  if (fuse_daemonize(foreground ? 1 : 0) != 0) return fail("cannot go to the background");
+
+  conn.start();
+  fuse_loop_config* loop = fuse_loop_cfg_create();
+  fuse_loop_cfg_set_max_threads(loop, options->maxThreads);
+  fuse_loop_cfg_set_idle_threads(loop, std::min(2u, options->maxThreads));
+  int rc = fuse_session_loop_mt(session.session, loop);
+  fuse_loop_cfg_destroy(loop);
+  conn.stop();
+  logger("mount")->info("unmounted {}", mountPoint);
+  return rc == 0 ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace enclavefs::enclave
+
+int main(int argc, char** argv) {
+  try {
+    return enclavefs::enclave::run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "enclavefs-mount: error: %s\n", e.what());
+    return 1;
+  }
+}

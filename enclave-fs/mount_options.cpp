@@ -1,0 +1,82 @@
+#include "enclave-fs/mount_options.h"
+
+#include <charconv>
+#include <sstream>
+
+namespace enclavefs::enclave {
+namespace {
+
+bool parseSeconds(const std::string& text, double& out) {
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+  return ec == std::errc() && end == text.data() + text.size() && out >= 0 && out <= 86400;
+}
+
+}  // namespace
+
+std::string MountOptions::kernelOptions(const std::string& exportName) const {
+  std::string o = "fsname=enclavefs:" + exportName +
+                  ",subtype=enclavefs,default_permissions,allow_other,nosuid,nodev";
+  o += exec ? ",exec" : ",noexec";
+  if (readOnly) o += ",ro";
+  return o;
+}
+
+Result<MountOptions, std::string> parseMountOptions(const std::vector<std::string>& groups) {
+  MountOptions options;
+  for (const auto& group : groups) {
+    std::stringstream split(group);
+    std::string item;
+    while (std::getline(split, item, ',')) {
+      if (item.empty()) continue;
+      auto eq = item.find('=');
+      std::string key = item.substr(0, eq);
+      std::string value = eq == std::string::npos ? "" : item.substr(eq + 1);
+      bool hasValue = eq != std::string::npos;
+      auto seconds = [&](double& out) -> Result<void, std::string> {
+        if (!hasValue || !parseSeconds(value, out)) {
+          return Fail{"mount option '" + item + "' needs a number of seconds (0-86400)"};
+        }
+        return {};
+      };
+      Result<void, std::string> ok;
+      if (key == "ro" && !hasValue) {
+        options.readOnly = true;
+      } else if (key == "rw" && !hasValue) {
+        options.readOnly = false;
+      } else if (key == "exec" && !hasValue) {
+        options.exec = true;
+      } else if (key == "noexec" && !hasValue) {
+        options.exec = false;
+      } else if ((key == "nosuid" || key == "nodev") && !hasValue) {
+        // Always in force.
+      } else if ((key == "suid" || key == "dev") && !hasValue) {
+        return Fail{"mount option '" + key + "' is refused: files from the host must not gain "
+                    "privileges or reach devices in the enclave"};
+      } else if (key == "debug" && !hasValue) {
+        options.debug = true;
+      } else if (key == "entry_timeout") {
+        ok = seconds(options.cache.entry);
+      } else if (key == "attr_timeout") {
+        ok = seconds(options.cache.attr);
+      } else if (key == "timeout") {
+        ok = seconds(options.requestTimeoutSeconds);
+        if (ok && options.requestTimeoutSeconds < 1) {
+          return Fail{std::string("mount option 'timeout' must be at least 1 second")};
+        }
+      } else if (key == "max_threads") {
+        unsigned n = 0;
+        auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+        if (!hasValue || ec != std::errc() || end != value.data() + value.size() || n < 1 || n > 64) {
+          return Fail{"mount option '" + item + "' needs a thread count (1-64)"};
+        }
+        options.maxThreads = n;
+      } else {
+        return Fail{"unknown mount option '" + item + "'"};
+      }
+      if (!ok) return Fail{ok.error()};
+    }
+  }
+  return options;
+}
+
+}  // namespace enclavefs::enclave

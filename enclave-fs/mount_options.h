@@ -1,0 +1,28 @@
+// The -o options of enclavefs-mount. Basic mounts are always nosuid and nodev, and noexec
+// unless `exec` is given: the host chooses every byte and mode bit of the files.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "enclave-fs/basic_fs.h"
+
+namespace enclavefs::enclave {
+
+struct MountOptions {
+  bool readOnly = false;
+  bool exec = false;
+  bool debug = false;
+  CacheTimeouts cache;
+  double requestTimeoutSeconds = 60;
+  unsigned maxThreads = 4;
+
+  // The option string handed to the kernel through libfuse.
+  std::string kernelOptions(const std::string& exportName) const;
+};
+
+// Parses "a,b=c,..."; the error names the option that is wrong.
+Result<MountOptions, std::string> parseMountOptions(const std::vector<std::string>& groups);
+
+}  // namespace enclavefs::enclave

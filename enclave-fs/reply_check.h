@@ -1,0 +1,37 @@
+// Every reply from the host is hostile input. This module is the one place that decides
+// whether a decoded reply may be believed: each check answers ok or an error sentence, and
+// the caller turns any error into EIO for the application and one log line.
+//
+// Common/wire.cpp has already bounded every length; here we check meaning: attribute sanity,
+// names, sizes against what was asked, node and handle numbers, offsets.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "common/messages.h"
+#include "common/result.h"
+
+namespace enclavefs::enclave {
+
+using Check = Result<void, std::string>;
+
+// An errno a host may answer with: 1..4095 and not one that changes how the kernel treats
+// the file system (ENOSYS would disable an operation for the life of the mount).
+int acceptableErrno(int error);
+
+Check checkAttr(const msg::Attr& attr);
+// A node the host hands out: never 0, never the root, with sane attributes.
+Check checkEntry(const msg::Entry& entry);
+// A node made by mknod/mkdir/symlink/create/link must be of the kind that was asked for.
+Check checkEntryType(const msg::Entry& entry, std::uint32_t expectedType);
+Check checkName(const std::string& name);
+Check checkDirEntries(const msg::body::Entries& entries, std::uint64_t requestOffset, bool plus);
+Check checkHandle(msg::HandleId handle);
+Check checkDataSize(std::size_t got, std::size_t asked);
+Check checkLinkTarget(const std::string& target);
+Check checkStatFs(const msg::body::StatFs& st);
+Check checkXattrList(std::span<const std::byte> names);
+
+}  // namespace enclavefs::enclave

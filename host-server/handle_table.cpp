@@ -1,0 +1,27 @@
+#include "host-server/handle_table.h"
+
+#include <cerrno>
+
+namespace enclavefs::host {
+
+Result<msg::HandleId> HandleTable::add(OpenFileRef file) {
+  if (files_.size() >= limit_) return Errno{EMFILE};
+  msg::HandleId id = next_++;
+  files_.emplace(id, std::move(file));
+  return id;
+}
+
+OpenFileRef HandleTable::find(msg::HandleId id) const {
+  auto it = files_.find(id);
+  return it == files_.end() ? nullptr : it->second;
+}
+
+OpenFileRef HandleTable::remove(msg::HandleId id) {
+  auto it = files_.find(id);
+  if (it == files_.end()) return nullptr;
+  OpenFileRef file = std::move(it->second);
+  files_.erase(it);
+  return file;
+}
+
+}  // namespace enclavefs::host

@@ -1,0 +1,157 @@
+// enclavefs-hostd: serves host directories (and later block volumes) to enclaves.
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "common/address.h"
+#include "common/log.h"
+#include "host-server/blocking_pool.h"
+#include "host-server/exports.h"
+#include "host-server/server.h"
+#include "host-server/uring.h"
+
+namespace enclavefs::host {
+namespace {
+
+constexpr const char* kProgram = "enclavefs-hostd";
+
+int fail(const std::string& message) {
+  std::fprintf(stderr, "%s: error: %s\n", kProgram, message.c_str());
+  return 1;
+}
+
+// Reads SIGTERM/SIGINT through the ring, so a signal is just another completion.
+class SignalWatch : public Completion {
+ public:
+  SignalWatch(Ring& ring, int fd) : ring_(ring), fd_(fd) { arm(); }
+  bool fired() const { return fired_; }
+  void complete(int result) override {
+    if (result > 0) {
+      fired_ = true;
+      logger("hostd")->info("signal {} received, shutting down", info_.ssi_signo);
+    }
+    arm();
+  }
+
+ private:
+  void arm() { io_uring_prep_read(ring_.prepare(this), fd_, &info_, sizeof info_, 0); }
+  Ring& ring_;
+  int fd_;
+  signalfd_siginfo info_{};
+  bool fired_ = false;
+};
+
+// A host server holds one O_PATH descriptor per node a client has looked up: take every
+// descriptor the system allows.
+void raiseDescriptorLimit() {
+  rlimit limit;
+  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &limit);
+  }
+}
+
+int run(int argc, char** argv) {
+  CLI::App app{"enclavefs host server: exports host directories to enclaves", kProgram};
+  std::string listen;
+  std::vector<std::string> exportsRw, exportsRo;
+  std::string logLevel = "info";
+  unsigned poolThreads = 2;
+  SessionLimits limits;
+  app.add_option("--listen", listen, "address to serve on: vsock:CID:PORT or unix:PATH")
+      ->required();
+  app.add_option("--export", exportsRw, "export a host directory or file read-write: NAME=PATH");
+  app.add_option("--export-ro", exportsRo, "export a host directory or file read-only: NAME=PATH");
+  app.add_option("--log-level", logLevel, "trace, debug, info, warn, error or off");
+  app.add_option("--pool-threads", poolThreads, "threads for calls io_uring cannot make")
+      ->check(CLI::Range(1, 64));
+  app.add_option("--max-in-flight", limits.maxInFlight, "requests served at once per client")
+      ->check(CLI::Range(1, 65536));
+  app.add_option("--max-nodes", limits.maxNodes, "inodes a client may hold")
+      ->check(CLI::Range(16, 1 << 24));
+  app.add_option("--max-handles", limits.maxHandles, "open files a client may hold")
+      ->check(CLI::Range(16, 1 << 20));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    return fail(e.what());
+  }
+
+  auto level = parseLogLevel(logLevel);
+  if (!level) return fail("unknown log level '" + logLevel + "'");
+  setLogLevel(*level);
+
+  auto address = parseAddress(listen);
+  if (!address) return fail(address.error());
+  if (exportsRw.empty() && exportsRo.empty()) return fail("nothing to serve: give --export NAME=PATH");
+
+  ExportTable exports;
+  for (auto [specs, readOnly] : {std::pair{&exportsRw, false}, std::pair{&exportsRo, true}}) {
+    for (const auto& spec : *specs) {
+      auto parsed = parseExportSpec(spec);
+      if (!parsed) return fail(parsed.error());
+      if (auto added = exports.add(parsed->first, parsed->second, readOnly); !added) {
+        return fail(added.error());
+      }
+    }
+  }
+
+  // Modes arrive from the enclave already masked by the enclave's umask.
+  ::umask(0);
+  raiseDescriptorLimit();
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGPIPE);
+  ::pthread_sigmask(SIG_BLOCK, &signals, nullptr);  // before the pool threads start
+  sigdelset(&signals, SIGPIPE);
+  UniqueFd signalFd(::signalfd(-1, &signals, SFD_CLOEXEC));
+  if (!signalFd) return fail(std::string("signalfd: ") + std::strerror(errno));
+
+  auto listener = listenOn(*address);
+  if (!listener) return fail(listener.error());
+
+  Ring ring(256);
+  BlockingPool pool(ring, poolThreads);
+  Server server(ring, pool, exports, limits, std::move(*listener), *address);
+  SignalWatch signalWatch(ring, signalFd.get());
+  server.start();
+  auto log = logger("hostd");
+  for (const auto& [name, ex] : exports.all()) {
+    log->info("exporting '{}' = {}{}", name, ex.path, ex.readOnly ? " (read-only)" : "");
+  }
+  log->info("listening on {}", address->toString());
+
+  while (!server.idle()) {
+    ring.runOnce();
+    if (signalWatch.fired()) server.stop();
+  }
+  if (address->family == Address::Family::unix_socket) ::unlink(address->path.c_str());
+  log->info("stopped");
+  return 0;
+}
+
+}  // namespace
+}  // namespace enclavefs::host
+
+int main(int argc, char** argv) {
+  try {
+    return enclavefs::host::run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "enclavefs-hostd: error: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,56 @@
+// A connection's inodes: node numbers drawn from a counter, each holding an O_PATH
+// descriptor of the host file, and counted the way the FUSE kernel module counts lookups.
+// A node is shared_ptr-owned so that an operation in flight keeps its descriptor even if a
+// (hostile) forget removes the node from the table meanwhile.
+#pragma once
+
+#include <sys/stat.h>
+#include <linux/stat.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <unordered_map>
+#include <utility>
+
+#include "common/messages.h"
+#include "common/result.h"
+#include "common/unique_fd.h"
+
+namespace enclavefs::host {
+
+struct Node {
+  msg::NodeId id = 0;
+  UniqueFd fd;  // O_PATH | O_NOFOLLOW
+  std::uint32_t type = 0;  // S_IFMT bits
+  std::uint64_t lookups = 0;
+};
+
+using NodeRef = std::shared_ptr<Node>;
+
+class NodeTable {
+ public:
+  explicit NodeTable(std::size_t limit) : limit_(limit) {}
+
+  // Installs the export root as node 1 (never forgotten).
+  void setRoot(UniqueFd fd, std::uint32_t type);
+
+  NodeRef find(msg::NodeId id) const;
+
+  // Finds the node for this host inode or makes one from `fd`, and counts one lookup.
+  // ENFILE when the connection holds as many nodes as it may.
+  Result<NodeRef> adopt(UniqueFd fd, const struct statx& st);
+
+  void forget(msg::NodeId id, std::uint64_t count);
+
+  std::size_t size() const { return byId_.size(); }
+
+ private:
+  std::size_t limit_;
+  msg::NodeId next_ = msg::kRootNode + 1;
+  std::unordered_map<msg::NodeId, NodeRef> byId_;
+  std::map<std::pair<std::uint64_t, std::uint64_t>, msg::NodeId> byInode_;  // (dev, ino)
+  std::unordered_map<msg::NodeId, std::pair<std::uint64_t, std::uint64_t>> inodeOf_;
+};
+
+}  // namespace enclavefs::host

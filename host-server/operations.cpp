@@ -1,0 +1,180 @@
+#include "host-server/operations.h"
+
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "host-server/names.h"
+
+namespace enclavefs::host {
+namespace {
+
+template <class... F>
+struct Overloaded : F... {
+  using F::operator()...;
+};
+template <class... F>
+Overloaded(F...) -> Overloaded<F...>;
+
+// Operations that change the export, refused with EROFS on a read-only export. Open is
+// decided by its access mode in ops::open.
+bool modifies(const msg::Op& op) {
+  return std::visit(
+      Overloaded{
+          [](const msg::op::SetAttr&) { return true; },
+          [](const msg::op::MakeNode&) { return true; },
+          [](const msg::op::MakeDir&) { return true; },
+          [](const msg::op::Unlink&) { return true; },
+          [](const msg::op::RemoveDir&) { return true; },
+          [](const msg::op::Symlink&) { return true; },
+          [](const msg::op::Rename&) { return true; },
+          [](const msg::op::Link&) { return true; },
+          [](const msg::op::Create&) { return true; },
+          [](const msg::op::Write&) { return true; },
+          [](const msg::op::Fallocate&) { return true; },
+          [](const msg::op::SetXattr&) { return true; },
+          [](const msg::op::RemoveXattr&) { return true; },
+          [](const auto&) { return false; },
+      },
+      op);
+}
+
+Co<Outcome> immediately(Outcome outcome) { co_return outcome; }
+
+}  // namespace
+
+Co<Outcome> perform(Session& s, const msg::Request& r, Bytes& payload) {
+  if (s.readOnly() && modifies(r.op)) return immediately(failure(EROFS));
+  return std::visit(
+      Overloaded{
+          [&](const msg::op::Lookup&) { return ops::lookup(s, r); },
+          [&](const msg::op::Forget&) { return immediately(failure(EINVAL)); },  // one-way
+          [&](const msg::op::GetAttr&) { return ops::getattr(s, r); },
+          [&](const msg::op::SetAttr& op) { return ops::setattr(s, r, op); },
+          [&](const msg::op::ReadLink&) { return ops::readlink(s, r); },
+          [&](const msg::op::MakeNode& op) { return ops::mknod(s, r, op); },
+          [&](const msg::op::MakeDir& op) { return ops::mkdir(s, r, op); },
+          [&](const msg::op::Unlink&) { return ops::unlink(s, r, false); },
+          [&](const msg::op::RemoveDir&) { return ops::unlink(s, r, true); },
+          [&](const msg::op::Symlink& op) { return ops::symlink(s, r, op); },
+          [&](const msg::op::Rename& op) { return ops::rename(s, r, op); },
+          [&](const msg::op::Link& op) { return ops::link(s, r, op); },
+          [&](const msg::op::Open& op) { return ops::open(s, r, op); },
+          [&](const msg::op::Create& op) { return ops::create(s, r, op); },
+          [&](const msg::op::Read& op) { return ops::read(s, r, op); },
+          [&](const msg::op::Write& op) { return ops::write(s, r, op, payload); },
+          [&](const msg::op::Flush&) { return ops::flush(s, r); },
+          [&](const msg::op::Release&) { return ops::release(s, r); },
+          [&](const msg::op::Fsync& op) { return ops::fsync(s, r, op.datasync); },
+          [&](const msg::op::Fallocate& op) { return ops::fallocate(s, r, op); },
+          [&](const msg::op::OpenDir&) { return ops::opendir(s, r); },
+          [&](const msg::op::ReadDir& op) { return ops::readdir(s, r, op); },
+          [&](const msg::op::ReleaseDir&) { return ops::releasedir(s, r); },
+          [&](const msg::op::FsyncDir& op) { return ops::fsync(s, r, op.datasync); },
+          [&](const msg::op::StatFs&) { return ops::statfs(s, r); },
+          [&](const msg::op::SetXattr& op) { return ops::setxattr(s, r, op, payload); },
+          [&](const msg::op::GetXattr& op) { return ops::getxattr(s, r, op); },
+          [&](const msg::op::ListXattr& op) { return ops::listxattr(s, r, op); },
+          [&](const msg::op::RemoveXattr&) { return ops::removexattr(s, r); },
+          [&](const msg::op::Lseek& op) { return ops::lseek(s, r, op); },
+      },
+      r.op);
+}
+
+Outcome failure(int error) { return Outcome{msg::Reply{error, msg::body::None{}}, {}}; }
+
+Outcome success(msg::Body body) { return Outcome{msg::Reply{0, std::move(body)}, {}}; }
+
+msg::Attr toAttr(const struct statx& st) {
+  msg::Attr a;
+  a.ino = st.stx_ino;
+  a.mode = st.stx_mode;
+  a.nlink = st.stx_nlink;
+  a.uid = st.stx_uid;
+  a.gid = st.stx_gid;
+  a.rdev = static_cast<std::uint32_t>(makedev(st.stx_rdev_major, st.stx_rdev_minor));
+  a.size = st.stx_size;
+  a.blocks = st.stx_blocks;
+  a.blksize = st.stx_blksize;
+  a.atime = {st.stx_atime.tv_sec, st.stx_atime.tv_nsec};
+  a.mtime = {st.stx_mtime.tv_sec, st.stx_mtime.tv_nsec};
+  a.ctime = {st.stx_ctime.tv_sec, st.stx_ctime.tv_nsec};
+  return a;
+}
+
+std::string procPath(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
+
+Result<NodeRef> findNode(Session& s, msg::NodeId id) {
+  NodeRef node = s.nodes().find(id);
+  if (!node) return Errno{ESTALE};
+  return node;
+}
+
+Result<NodeRef> findParent(Session& s, const msg::Request& r) {
+  auto parent = findNode(s, r.node);
+  if (!parent) return parent;
+  if ((*parent)->type != S_IFDIR) return Errno{ENOTDIR};
+  if (!isPlainName(r.name)) return Errno{EINVAL};
+  return parent;
+}
+
+Result<OpenFileRef> findHandle(Session& s, msg::HandleId id, bool directory) {
+  OpenFileRef file = s.handles().find(id);
+  if (!file || file->directory != directory) return Errno{EBADF};
+  return file;
+}
+
+Co<Result<struct statx>> statNode(Session& s, int fd) {
+  struct statx st;
+  int rc = co_await s.ring().op([&](io_uring_sqe* sqe) {
+    io_uring_prep_statx(sqe, fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, &st);
+  });
+  if (rc < 0) co_return Errno{-rc};
+  co_return st;
+}
+
+Co<Result<msg::Entry>> lookupName(Session& s, const Node& parent, const std::string& name) {
+  open_how how{};
+  how.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
+  int fd = co_await s.ring().op([&](io_uring_sqe* sqe) {
+    io_uring_prep_openat2(sqe, parent.fd.get(), name.c_str(), &how);
+  });
+  // A mount point inside the export is not part of it.
+  if (fd == -EXDEV) co_return Errno{EACCES};
+  if (fd < 0) co_return Errno{-fd};
+  UniqueFd owned(fd);
+  auto st = co_await statNode(s, fd);
+  if (!st) co_return st.error();
+  auto node = s.nodes().adopt(std::move(owned), *st);
+  if (!node) co_return node.error();
+  co_return msg::Entry{(*node)->id, 0, toAttr(*st)};
+}
+
+Co<Result<void>> ownByCaller(Session& s, const Node& parent, const std::string& name,
+                             const msg::Caller& caller) {
+  if (::geteuid() != 0) co_return Result<void>{};
+  int err = co_await s.pool().run([&] {
+    struct stat dir;
+    if (::fstat(parent.fd.get(), &dir) != 0) return errno;
+    gid_t gid = (dir.st_mode & S_ISGID) ? static_cast<gid_t>(-1) : caller.gid;
+    if (::fchownat(parent.fd.get(), name.c_str(), caller.uid, gid, AT_SYMLINK_NOFOLLOW) != 0) {
+      return errno;
+    }
+    return 0;
+  });
+  if (err != 0) co_return Errno{err};
+  co_return Result<void>{};
+}
+
+std::uint32_t sanitizeMode(std::uint32_t mode) {
+  mode &= ~static_cast<std::uint32_t>(S_ISUID);
+  if ((mode & S_IFMT) != S_IFDIR) mode &= ~static_cast<std::uint32_t>(S_ISGID);
+  return mode;
+}
+
+}  // namespace enclavefs::host

@@ -1,0 +1,92 @@
+// The host's operation handlers, one file per family:
+//   ops_attr.cpp   lookup, getattr, setattr, statfs
+//   ops_data.cpp   open, create, read, write, flush, release, fsync, fallocate, lseek
+//   ops_dir.cpp    mknod, mkdir, unlink, rmdir, symlink, readlink, rename, link,
+//                  opendir, readdir, releasedir, fsyncdir
+//   ops_xattr.cpp  setxattr, getxattr, listxattr, removexattr
+// perform() (operations.cpp) routes a request to its handler and refuses modifications of a
+// read-only export before any handler runs. Handlers return a file-system result (an errno
+// for the client); protocol faults never reach them.
+#pragma once
+
+#include <linux/stat.h>
+
+#include <string>
+
+#include "common/messages.h"
+#include "common/result.h"
+#include "host-server/session.h"
+#include "host-server/uring.h"
+
+namespace enclavefs::host {
+
+Co<Outcome> perform(Session& session, const msg::Request& request, Bytes& payload);
+
+namespace ops {
+Co<Outcome> lookup(Session& s, const msg::Request& r);
+Co<Outcome> getattr(Session& s, const msg::Request& r);
+Co<Outcome> setattr(Session& s, const msg::Request& r, const msg::op::SetAttr& op);
+Co<Outcome> statfs(Session& s, const msg::Request& r);
+
+Co<Outcome> open(Session& s, const msg::Request& r, const msg::op::Open& op);
+Co<Outcome> create(Session& s, const msg::Request& r, const msg::op::Create& op);
+Co<Outcome> read(Session& s, const msg::Request& r, const msg::op::Read& op);
+Co<Outcome> write(Session& s, const msg::Request& r, const msg::op::Write& op, Bytes& data);
+Co<Outcome> flush(Session& s, const msg::Request& r);
+Co<Outcome> release(Session& s, const msg::Request& r);
+Co<Outcome> fsync(Session& s, const msg::Request& r, bool datasync);
+Co<Outcome> fallocate(Session& s, const msg::Request& r, const msg::op::Fallocate& op);
+Co<Outcome> lseek(Session& s, const msg::Request& r, const msg::op::Lseek& op);
+
+Co<Outcome> mknod(Session& s, const msg::Request& r, const msg::op::MakeNode& op);
+Co<Outcome> mkdir(Session& s, const msg::Request& r, const msg::op::MakeDir& op);
+Co<Outcome> unlink(Session& s, const msg::Request& r, bool directory);
+Co<Outcome> symlink(Session& s, const msg::Request& r, const msg::op::Symlink& op);
+Co<Outcome> readlink(Session& s, const msg::Request& r);
+Co<Outcome> rename(Session& s, const msg::Request& r, const msg::op::Rename& op);
+Co<Outcome> link(Session& s, const msg::Request& r, const msg::op::Link& op);
+Co<Outcome> opendir(Session& s, const msg::Request& r);
+Co<Outcome> readdir(Session& s, const msg::Request& r, const msg::op::ReadDir& op);
+Co<Outcome> releasedir(Session& s, const msg::Request& r);
+
+Co<Outcome> setxattr(Session& s, const msg::Request& r, const msg::op::SetXattr& op, Bytes& value);
+Co<Outcome> getxattr(Session& s, const msg::Request& r, const msg::op::GetXattr& op);
+Co<Outcome> listxattr(Session& s, const msg::Request& r, const msg::op::ListXattr& op);
+Co<Outcome> removexattr(Session& s, const msg::Request& r);
+}  // namespace ops
+
+// ---- helpers the handlers share (operations.cpp) ---------------------------------------------
+
+Outcome failure(int error);
+Outcome success(msg::Body body = msg::body::None{});
+
+msg::Attr toAttr(const struct statx& st);
+
+// "/proc/self/fd/N": how a host call reaches the file behind an O_PATH descriptor.
+std::string procPath(int fd);
+
+// The node a request names, or ESTALE if the client holds no such node.
+Result<NodeRef> findNode(Session& s, msg::NodeId id);
+// The directory node a request names, and its `name` checked to be one plain component.
+Result<NodeRef> findParent(Session& s, const msg::Request& r);
+// The open file or directory a request names, or EBADF.
+Result<OpenFileRef> findHandle(Session& s, msg::HandleId id, bool directory);
+
+// statx of an O_PATH descriptor, through the ring.
+Co<Result<struct statx>> statNode(Session& s, int fd);
+
+// Resolves `name` in `parent` confined to the export (openat2, RESOLVE_BENEATH |
+// RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV, never following a final symlink), and counts a
+// lookup of the node it names.
+Co<Result<msg::Entry>> lookupName(Session& s, const Node& parent, const std::string& name);
+
+// Gives a newly made entry to the enclave caller, when this server may (it runs as root).
+// In a set-group-ID directory the group stays the directory's, as the kernel made it.
+Co<Result<void>> ownByCaller(Session& s, const Node& parent, const std::string& name,
+                             const msg::Caller& caller);
+
+// Mode bits a client may set on the host: never set-user-ID, and set-group-ID only on
+// directories (where it means "inherit the group").
+std::uint32_t sanitizeMode(std::uint32_t mode);
+
+}  // namespace enclavefs::host

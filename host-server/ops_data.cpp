@@ -1,0 +1,145 @@
+// open, create, read, write, flush, release, fsync, fallocate, lseek.
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "common/hard_limits.h"
+#include "host-server/operations.h"
+
+namespace enclavefs::host::ops {
+namespace {
+
+// Open flags a client may pass through to the host. Creation flags are decided by the
+// operation, never by the client; O_DIRECT is about the enclave's cache, not the host's.
+constexpr std::uint32_t kPassedOpenFlags =
+    O_ACCMODE | O_APPEND | O_TRUNC | O_SYNC | O_DSYNC | O_NOATIME;
+
+bool writes(std::uint32_t flags) {
+  return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC) != 0;
+}
+
+}  // namespace
+
+Co<Outcome> open(Session& s, const msg::Request& r, const msg::op::Open& op) {
+  auto node = findNode(s, r.node);
+  if (!node) co_return failure(node.error().value);
+  if ((*node)->type == S_IFDIR) co_return failure(EISDIR);
+  if ((*node)->type != S_IFREG) co_return failure(EINVAL);
+  if (s.readOnly() && writes(op.flags)) co_return failure(EROFS);
+  const std::string path = procPath((*node)->fd.get());
+  const int flags = static_cast<int>(op.flags & kPassedOpenFlags) | O_CLOEXEC;
+  int fd = co_await s.ring().op([&](io_uring_sqe* sqe) {
+    io_uring_prep_openat(sqe, AT_FDCWD, path.c_str(), flags, 0);
+  });
+  if (fd < 0) co_return failure(-fd);
+  auto file = std::make_shared<OpenFile>(OpenFile{UniqueFd(fd), *node, false});
+  auto handle = s.handles().add(std::move(file));
+  if (!handle) co_return failure(handle.error().value);
+  co_return success(msg::body::Opened{*handle});
+}
+
+Co<Outcome> create(Session& s, const msg::Request& r, const msg::op::Create& op) {
+  auto parent = findParent(s, r);
+  if (!parent) co_return failure(parent.error().value);
+  if ((op.mode & S_IFMT) != 0 && (op.mode & S_IFMT) != S_IFREG) co_return failure(EINVAL);
+  open_how how{};
+  how.flags = (op.flags & (kPassedOpenFlags | O_EXCL)) | O_CREAT | O_NOFOLLOW | O_CLOEXEC;
+  how.mode = sanitizeMode(S_IFREG | (op.mode & 07777)) & 07777;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
+  int fd = co_await s.ring().op([&](io_uring_sqe* sqe) {
+    io_uring_prep_openat2(sqe, (*parent)->fd.get(), r.name.c_str(), &how);
+  });
+  if (fd == -EXDEV) co_return failure(EACCES);
+  if (fd < 0) co_return failure(-fd);
+  UniqueFd opened(fd);
+  if (auto owned = co_await ownByCaller(s, **parent, r.name, r.caller); !owned) {
+    co_return failure(owned.error().value);
+  }
+  auto entry = co_await lookupName(s, **parent, r.name);
+  if (!entry) co_return failure(entry.error().value);
+  auto file = std::make_shared<OpenFile>(OpenFile{std::move(opened), s.nodes().find(entry->node), false});
+  auto handle = s.handles().add(std::move(file));
+  if (!handle) {
+    s.nodes().forget(entry->node, 1);
+    co_return failure(handle.error().value);
+  }
+  co_return success(msg::body::Created{*entry, *handle});
+}
+
+Co<Outcome> read(Session& s, const msg::Request& r, const msg::op::Read& op) {
+  auto file = findHandle(s, r.handle, false);
+  if (!file) co_return failure(file.error().value);
+  if (op.size > limits::kMaxIoBytes) co_return failure(EINVAL);
+  Bytes data = Bytes::allocate(op.size);
+  int n = co_await s.ring().op([&](io_uring_sqe* sqe) {
+    io_uring_prep_read(sqe, (*file)->fd.get(), data.data.get(), op.size, op.offset);
+  });
+  if (n < 0) co_return failure(-n);
+  data.size = static_cast<std::size_t>(n);
+  Outcome out = success(msg::body::Data{});
+  out.payload = std::move(data);
+  co_return out;
+}
+
+Co<Outcome> write(Session& s, const msg::Request& r, const msg::op::Write& op, Bytes& data) {
+  auto file = findHandle(s, r.handle, false);
+  if (!file) co_return failure(file.error().value);
+  int n = co_await s.ring().op([&](io_uring_sqe* sqe) {
+    io_uring_prep_write(sqe, (*file)->fd.get(), data.data.get(),
+                        static_cast<unsigned>(data.size), op.offset);
+  });
+  if (n < 0) co_return failure(-n);
+  co_return success(msg::body::Written{static_cast<std::uint32_t>(n)});
+}
+
+Co<Outcome> flush(Session& s, const msg::Request& r) {
+  // Writes reach the host file as they are made, so a close has nothing left to push.
+  auto file = findHandle(s, r.handle, false);
+  if (!file) co_return failure(file.error().value);
+  co_return success();
+}
+
+Co<Outcome> release(Session& s, const msg::Request& r) {
+  if (!s.handles().remove(r.handle)) co_return failure(EBADF);
+  co_return success();
+}
+
+Co<Outcome> fsync(Session& s, const msg::Request& r, bool datasync) {
+  bool directory = std::holds_alternative<msg::op::FsyncDir>(r.op);
+  auto file = findHandle(s, r.handle, directory);
+  if (!file) co_return failure(file.error().value);
+  int rc = co_await s.ring().op([&](io_uring_sqe* sqe) {
+    io_uring_prep_fsync(sqe, (*file)->fd.get(), datasync ? IORING_FSYNC_DATASYNC : 0);
+  });
+  if (rc < 0) co_return failure(-rc);
+  co_return success();
+}
+
+Co<Outcome> fallocate(Session& s, const msg::Request& r, const msg::op::Fallocate& op) {
+  auto file = findHandle(s, r.handle, false);
+  if (!file) co_return failure(file.error().value);
+  int rc = co_await s.ring().op([&](io_uring_sqe* sqe) {
+    io_uring_prep_fallocate(sqe, (*file)->fd.get(), op.mode, op.offset, op.length);
+  });
+  if (rc < 0) co_return failure(-rc);
+  co_return success();
+}
+
+Co<Outcome> lseek(Session& s, const msg::Request& r, const msg::op::Lseek& op) {
+  auto file = findHandle(s, r.handle, false);
+  if (!file) co_return failure(file.error().value);
+  if (op.whence != SEEK_DATA && op.whence != SEEK_HOLE) co_return failure(EINVAL);
+  if (op.offset > static_cast<std::uint64_t>(INT64_MAX)) co_return failure(EINVAL);
+  off_t result = 0;
+  int err = co_await s.pool().run([&] {
+    result = ::lseek((*file)->fd.get(), static_cast<off_t>(op.offset), static_cast<int>(op.whence));
+    return result < 0 ? errno : 0;
+  });
+  if (err != 0) co_return failure(err);
+  co_return success(msg::body::Offset{static_cast<std::uint64_t>(result)});
+}
+
+}  // namespace enclavefs::host::ops

@@ -1,0 +1,86 @@
+#include "host-server/server.h"
+
+#include <linux/vm_sockets.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "common/log.h"
+
+namespace enclavefs::host {
+
+Server::Server(Ring& ring, BlockingPool& pool, const ExportTable& exports, SessionLimits limits,
+               UniqueFd listener, Address address)
+    : ring_(ring),
+      pool_(pool),
+      exports_(exports),
+      limits_(limits),
+      listener_(std::move(listener)),
+      address_(std::move(address)) {}
+
+void Server::start() {
+  accepting_ = true;
+  accept_.arm();
+}
+
+void Server::stop() {
+  if (stopping_) return;
+  stopping_ = true;
+  if (accepting_) accept_.cancel();
+  for (auto& [id, weak] : sessions_) {
+    if (auto session = weak.lock()) session->close("server is shutting down");
+  }
+}
+
+void Server::Accept::arm() {
+  peerLen_ = sizeof peer_;
+  io_uring_prep_accept(server_.ring_.prepare(this), server_.listener_.get(),
+                       reinterpret_cast<sockaddr*>(&peer_), &peerLen_, SOCK_CLOEXEC);
+}
+
+void Server::Accept::cancel() {
+  io_uring_prep_cancel(server_.ring_.prepare(&server_.cancel_), this, 0);
+}
+
+void Server::Accept::complete(int result) {
+  if (server_.stopping_) {
+    if (result >= 0) ::close(result);
+    server_.accepting_ = false;
+    return;
+  }
+  if (result >= 0) {
+    server_.accepted(UniqueFd(result), peer_);
+  } else if (result != -EINTR && result != -ECONNABORTED) {
+    logger("hostd")->error("accept on {} failed: {}", server_.address_.toString(),
+                           std::strerror(-result));
+    if (result == -EMFILE || result == -ENFILE) {
+      // Out of descriptors: keep serving the clients we have rather than spin.
+      logger("hostd")->error("not accepting new clients until descriptors are free");
+    }
+  }
+  arm();
+}
+
+void Server::accepted(UniqueFd socket, const sockaddr_storage& peerAddress) {
+  Peer peer;
+  if (peerAddress.ss_family == AF_VSOCK) {
+    peer.kind = Peer::Kind::vsock;
+    peer.cid = reinterpret_cast<const sockaddr_vm&>(peerAddress).svm_cid;
+  } else {
+    peer.kind = Peer::Kind::unix_socket;
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    if (::getsockopt(socket.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+      peer.pid = static_cast<std::uint32_t>(cred.pid);
+      peer.uid = cred.uid;
+      peer.gid = cred.gid;
+    }
+  }
+  std::uint64_t id = nextSessionId_++;
+  auto session = std::make_shared<Session>(*this, std::move(socket), peer, id);
+  sessions_.emplace(id, session);
+  session->start();
+}
+
+}  // namespace enclavefs::host

@@ -1,0 +1,73 @@
+// The listening socket and the set of live sessions.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <memory>
+#include <unordered_map>
+
+#include "common/address.h"
+#include "common/unique_fd.h"
+#include "host-server/blocking_pool.h"
+#include "host-server/exports.h"
+#include "host-server/session.h"
+#include "host-server/uring.h"
+
+namespace enclavefs::host {
+
+class Server {
+ public:
+  Server(Ring& ring, BlockingPool& pool, const ExportTable& exports, SessionLimits limits,
+         UniqueFd listener, Address address);
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  void start();
+  // Stops accepting and closes every session; idle() turns true once all have ended.
+  void stop();
+  bool idle() const { return stopping_ && !accepting_ && sessions_.empty(); }
+
+  Ring& ring() { return ring_; }
+  BlockingPool& pool() { return pool_; }
+  const ExportTable& exports() const { return exports_; }
+  const SessionLimits& limits() const { return limits_; }
+
+  void sessionEnded(std::uint64_t id) { sessions_.erase(id); }
+
+ private:
+  class Accept : public Completion {
+   public:
+    explicit Accept(Server& s) : server_(s) {}
+    void arm();
+    void cancel();
+    void complete(int result) override;
+
+   private:
+    Server& server_;
+    sockaddr_storage peer_{};
+    socklen_t peerLen_ = 0;
+  };
+
+  class Cancel : public Completion {
+   public:
+    void complete(int) override {}
+  };
+
+  void accepted(UniqueFd socket, const sockaddr_storage& peer);
+
+  Ring& ring_;
+  BlockingPool& pool_;
+  const ExportTable& exports_;
+  SessionLimits limits_;
+  UniqueFd listener_;
+  Address address_;
+  Accept accept_{*this};
+  Cancel cancel_;
+  bool accepting_ = false;
+  bool stopping_ = false;
+  std::uint64_t nextSessionId_ = 1;
+  std::unordered_map<std::uint64_t, std::weak_ptr<Session>> sessions_;
+};
+
+}  // namespace enclavefs::host

@@ -1,0 +1,290 @@
+#include "host-server/session.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "common/hard_limits.h"
+#include "common/log.h"
+#include "host-server/operations.h"
+#include "host-server/server.h"
+
+namespace enclavefs::host {
+
+namespace {
+constexpr std::size_t kMaxFramesPerSend = 64;
+}
+
+std::string Peer::describe() const {
+  if (kind == Kind::vsock) return "cid " + std::to_string(cid);
+  return "uid " + std::to_string(uid) + " pid " + std::to_string(pid);
+}
+
+std::size_t Session::OutFrame::bytes() const {
+  return kFrameHeaderBytes + message.asBytes().size() + payload.size +
+         payloadPadding(static_cast<std::uint32_t>(payload.size)).size();
+}
+
+Session::Session(Server& server, UniqueFd socket, Peer peer, std::uint64_t id)
+    : server_(server),
+      socket_(std::move(socket)),
+      peer_(peer),
+      id_(id),
+      log_(logger("session")),
+      limits_(server.limits()),
+      nodes_(limits_.maxNodes),
+      handles_(limits_.maxHandles) {}
+
+Session::~Session() {
+  log_->info("client {} ({}) disconnected", id_, peer_.describe());
+  server_.sessionEnded(id_);
+}
+
+Ring& Session::ring() { return server_.ring(); }
+BlockingPool& Session::pool() { return server_.pool(); }
+spdlog::logger& Session::log() const { return *log_; }
+
+void Session::start() {
+  log_->info("client {} connected ({})", id_, peer_.describe());
+  receive_.arm();
+}
+
+void Session::close(const std::string& why) {
+  if (closed_) return;
+  closed_ = true;
+  log_->info("client {}: closing: {}", id_, why);
+  // Wakes the armed receive (and any send) so their references go away.
+  ::shutdown(socket_.get(), SHUT_RDWR);
+  out_.clear();
+  outSentOfFront_ = 0;
+}
+
+// ---- receiving ------------------------------------------------------------------------------
+
+void Session::Receive::arm() {
+  auto space = session_.in_.writable();
+  keepAlive_ = session_.shared_from_this();
+  session_.receiving_ = true;
+  io_uring_prep_recv(session_.ring().prepare(this), session_.socket_.get(), space.data(),
+                     space.size(), 0);
+}
+
+void Session::Receive::complete(int result) {
+  auto self = std::move(keepAlive_);
+  Session& s = session_;
+  s.receiving_ = false;
+  if (s.closed_) return;
+  if (result == 0) {
+    s.close("end of stream");
+    return;
+  }
+  if (result < 0) {
+    if (result == -EINTR || result == -EAGAIN) {
+      arm();
+      return;
+    }
+    s.close(std::string("receive failed: ") + std::strerror(-result));
+    return;
+  }
+  s.in_.commit(static_cast<std::size_t>(result));
+  s.processFrames();
+}
+
+void Session::processFrames() {
+  while (!closed_ && inFlight_ < limits_.maxInFlight) {
+    auto next = in_.next();
+    if (!next) {
+      log_->warn("client {}: protocol fault: {}", id_, next.error());
+      close("protocol fault");
+      return;
+    }
+    if (!next->has_value()) {
+      if (!receiving_) receive_.arm();
+      return;
+    }
+    handleFrame(**next);
+  }
+  // At the in-flight limit: operationDone() resumes reading.
+}
+
+void Session::handleFrame(const FrameView& frame) {
+  if (export_ == nullptr) {
+    if (frame.header.kind != FrameKind::hello) {
+      log_->warn("client {}: protocol fault: first frame is not a hello", id_);
+      close("protocol fault");
+      return;
+    }
+    handleHello(frame);
+    return;
+  }
+  if (frame.header.kind != FrameKind::request) {
+    log_->warn("client {}: protocol fault: unexpected frame kind {}", id_,
+               static_cast<int>(frame.header.kind));
+    close("protocol fault");
+    return;
+  }
+  handleRequest(frame);
+}
+
+void Session::refuse(int error, const std::string& message) {
+  log_->warn("client {} ({}) refused: {}", id_, peer_.describe(), message);
+  msg::Welcome welcome;
+  welcome.error = error;
+  welcome.message = message;
+  welcome.version = msg::kProtocolVersion;
+  enqueue(FrameKind::welcome, 0, wire::encode(welcome), {});
+  closeAfterSend_ = true;
+}
+
+void Session::handleHello(const FrameView& frame) {
+  auto hello = wire::decodeHello(frame.message);
+  if (!hello) {
+    log_->warn("client {}: protocol fault in hello: {}", id_, hello.error());
+    close("protocol fault");
+    return;
+  }
+  if (hello->version != msg::kProtocolVersion) {
+    refuse(EPROTO, "protocol version " + std::to_string(hello->version) +
+                       " is not supported (this host speaks " +
+                       std::to_string(msg::kProtocolVersion) + ")");
+    return;
+  }
+  if (hello->kind != msg::MountKind::basic) {
+    refuse(EPROTONOSUPPORT, "this host serves no block volumes");
+    return;
+  }
+  const Export* exported = server_.exports().find(hello->name);
+  if (exported == nullptr) {
+    refuse(ENOENT, "no export named '" + hello->name + "'");
+    return;
+  }
+  UniqueFd root(::fcntl(exported->root.get(), F_DUPFD_CLOEXEC, 0));
+  struct statx st;
+  if (!root || ::statx(root.get(), "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS,
+                       &st) != 0) {
+    refuse(EIO, "export '" + hello->name + "' is unavailable: " + std::strerror(errno));
+    return;
+  }
+  export_ = exported;
+  nodes_.setRoot(std::move(root), st.stx_mode & S_IFMT);
+
+  msg::Welcome welcome;
+  welcome.version = msg::kProtocolVersion;
+  welcome.readOnly = exported->readOnly;
+  welcome.maxWrite = limits::kMaxIoBytes;
+  welcome.maxRead = limits::kMaxIoBytes;
+  welcome.root = toAttr(st);
+  enqueue(FrameKind::welcome, 0, wire::encode(welcome), {});
+  log_->info("client {} ({}) mounted export '{}'{}", id_, peer_.describe(), exported->name,
+             exported->readOnly ? " read-only" : "");
+}
+
+void Session::handleRequest(const FrameView& frame) {
+  auto request = wire::decodeRequest(frame.message);
+  if (!request) {
+    log_->warn("client {}: protocol fault in request {}: {}", id_, frame.header.id,
+               request.error());
+    close("protocol fault");
+    return;
+  }
+  // Forgets are one-way: the kernel expects no answer, so neither does the client.
+  if (auto* forget = std::get_if<msg::op::Forget>(&request->op)) {
+    for (const auto& item : forget->items) nodes_.forget(item.node, item.count);
+    return;
+  }
+  Bytes payload;
+  if (!frame.payload.empty()) {
+    payload = Bytes::allocate(frame.payload.size());
+    std::memcpy(payload.data.get(), frame.payload.data(), frame.payload.size());
+  }
+  ++inFlight_;
+  serve(frame.header.id, std::move(*request), std::move(payload));
+}
+
+Detached Session::serve(std::uint64_t requestId, msg::Request request, Bytes payload) {
+  auto self = shared_from_this();
+  Outcome outcome = co_await perform(*this, request, payload);
+  if (outcome.reply.error != 0) {
+    log_->debug("client {}: {} on node {} failed: {}", id_, msg::opName(request.op), request.node,
+                std::strerror(outcome.reply.error));
+  }
+  if (!closed_) {
+    enqueue(FrameKind::reply, requestId, wire::encode(outcome.reply), std::move(outcome.payload));
+  }
+  operationDone();
+}
+
+void Session::operationDone() {
+  bool wasFull = inFlight_ == limits_.maxInFlight;
+  --inFlight_;
+  if (wasFull && !closed_) processFrames();
+}
+
+// ---- sending --------------------------------------------------------------------------------
+
+void Session::enqueue(FrameKind kind, std::uint64_t id, wire::Words message, Bytes payload) {
+  OutFrame frame;
+  frame.header = encodeHeader({static_cast<std::uint32_t>(message.asBytes().size()),
+                               static_cast<std::uint32_t>(payload.size), id, kind});
+  frame.message = std::move(message);
+  frame.payload = std::move(payload);
+  out_.push_back(std::move(frame));
+  if (!send_.armed()) send_.arm();
+}
+
+void Session::Send::arm() {
+  Session& s = session_;
+  iov_.clear();
+  std::size_t skip = s.outSentOfFront_;
+  auto add = [&](const void* base, std::size_t len) {
+    if (len <= skip) {
+      skip -= len;
+      return;
+    }
+    iov_.push_back({const_cast<char*>(static_cast<const char*>(base)) + skip, len - skip});
+    skip = 0;
+  };
+  for (std::size_t i = 0; i < s.out_.size() && i < kMaxFramesPerSend; ++i) {
+    const OutFrame& f = s.out_[i];
+    add(f.header.data(), f.header.size());
+    auto bytes = f.message.asBytes();
+    add(bytes.begin(), bytes.size());
+    add(f.payload.data.get(), f.payload.size);
+    auto pad = payloadPadding(static_cast<std::uint32_t>(f.payload.size));
+    add(pad.data(), pad.size());
+  }
+  msg_ = {};
+  msg_.msg_iov = iov_.data();
+  msg_.msg_iovlen = iov_.size();
+  keepAlive_ = s.shared_from_this();
+  io_uring_prep_sendmsg(s.ring().prepare(this), s.socket_.get(), &msg_, MSG_NOSIGNAL);
+}
+
+void Session::Send::complete(int result) {
+  auto self = std::move(keepAlive_);
+  Session& s = session_;
+  if (s.closed_) return;
+  if (result < 0) {
+    if (result == -EINTR || result == -EAGAIN) {
+      arm();
+      return;
+    }
+    s.close(std::string("send failed: ") + std::strerror(-result));
+    return;
+  }
+  std::size_t sent = static_cast<std::size_t>(result) + s.outSentOfFront_;
+  while (!s.out_.empty() && sent >= s.out_.front().bytes()) {
+    sent -= s.out_.front().bytes();
+    s.out_.pop_front();
+  }
+  s.outSentOfFront_ = sent;
+  if (!s.out_.empty()) {
+    arm();
+  } else if (s.closeAfterSend_) {
+    s.close("handshake refused");
+  }
+}
+
+}  // namespace enclavefs::host

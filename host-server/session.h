@@ -1,0 +1,156 @@
+// One client connection: handshake, framing, per-connection limits, and the tables of the
+// nodes and handles the client holds.
+//
+// Everything here runs on the loop thread; nothing is locked. A Session is shared_ptr-owned:
+// the armed receive and send completions and every operation in flight hold a reference, so
+// it lives until the socket is closed and the last operation has answered.
+//
+// Back-pressure: once `kMaxInFlight` requests are being served, the session stops reading the
+// socket until one finishes, so a client cannot make the host queue unbounded work.
+#pragma once
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/frame.h"
+#include "common/messages.h"
+#include "common/wire.h"
+#include "host-server/blocking_pool.h"
+#include "host-server/exports.h"
+#include "host-server/handle_table.h"
+#include "host-server/node_table.h"
+#include "host-server/uring.h"
+
+namespace spdlog {
+class logger;
+}
+
+namespace enclavefs::host {
+
+class Server;
+
+// Who is on the other end, as the kernel tells it (never as the client claims).
+struct Peer {
+  enum class Kind { unix_socket, vsock } kind = Kind::unix_socket;
+  std::uint32_t cid = 0;  // vsock
+  std::uint32_t pid = 0, uid = 0, gid = 0;  // unix (SO_PEERCRED)
+  std::string describe() const;
+};
+
+// Owned bytes: a read's data or a write's payload.
+struct Bytes {
+  std::unique_ptr<std::byte[]> data;
+  std::size_t size = 0;
+
+  static Bytes allocate(std::size_t n) { return {std::make_unique_for_overwrite<std::byte[]>(n), n}; }
+  std::span<const std::byte> view() const { return {data.get(), size}; }
+};
+
+// What an operation answers: the reply and, for data-bearing replies, its payload.
+struct Outcome {
+  msg::Reply reply;
+  Bytes payload;
+};
+
+struct SessionLimits {
+  std::size_t maxInFlight = 256;
+  std::size_t maxNodes = 65536;
+  std::size_t maxHandles = 4096;
+};
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(Server& server, UniqueFd socket, Peer peer, std::uint64_t id);
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+  ~Session();
+
+  void start();
+  // Closes the connection; operations in flight finish and their replies are dropped.
+  void close(const std::string& why);
+
+  // For operation handlers.
+  Ring& ring();
+  BlockingPool& pool();
+  const Export& exported() const { return *export_; }
+  bool readOnly() const { return export_->readOnly; }
+  NodeTable& nodes() { return nodes_; }
+  HandleTable& handles() { return handles_; }
+  spdlog::logger& log() const;
+  std::uint64_t id() const { return id_; }
+  const Peer& peer() const { return peer_; }
+
+ private:
+  class Receive : public Completion {
+   public:
+    explicit Receive(Session& s) : session_(s) {}
+    void arm();
+    void complete(int result) override;
+
+   private:
+    Session& session_;
+    std::shared_ptr<Session> keepAlive_;
+  };
+
+  class Send : public Completion {
+   public:
+    explicit Send(Session& s) : session_(s) {}
+    void arm();
+    void complete(int result) override;
+    bool armed() const { return keepAlive_ != nullptr; }
+
+   private:
+    Session& session_;
+    std::shared_ptr<Session> keepAlive_;
+    std::vector<iovec> iov_;
+    msghdr msg_{};
+  };
+
+  struct OutFrame {
+    HeaderBytes header;
+    wire::Words message;
+    Bytes payload;
+    std::size_t bytes() const;
+  };
+
+  // Frames are taken from the assembler until it runs dry or the in-flight limit is reached.
+  void processFrames();
+  void handleFrame(const FrameView& frame);
+  void handleHello(const FrameView& frame);
+  void handleRequest(const FrameView& frame);
+  Detached serve(std::uint64_t requestId, msg::Request request, Bytes payload);
+  void refuse(int error, const std::string& message);
+
+  void enqueue(FrameKind kind, std::uint64_t id, wire::Words message, Bytes payload);
+  void operationDone();
+
+  Server& server_;
+  UniqueFd socket_;
+  Peer peer_;
+  std::uint64_t id_;
+  std::shared_ptr<spdlog::logger> log_;
+  SessionLimits limits_;
+
+  const Export* export_ = nullptr;  // set by the handshake
+  NodeTable nodes_;
+  HandleTable handles_;
+
+  FrameAssembler in_;
+  Receive receive_{*this};
+  bool receiving_ = false;
+  bool closed_ = false;
+  bool closeAfterSend_ = false;  // a refused handshake closes once its answer is out
+  std::size_t inFlight_ = 0;
+
+  std::deque<OutFrame> out_;
+  std::size_t outSentOfFront_ = 0;  // bytes of out_.front() already sent
+  Send send_{*this};
+};
+
+}  // namespace enclavefs::host
