@@ -1,0 +1,60 @@
+// Starting, stopping and losing the pieces: the mount comes up and goes away cleanly, the
+// server cleans up on SIGTERM, and an enclave whose host disappears gets errors, not hangs.
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <thread>
+
+#include "support/harness.h"
+#include "support/require_root.h"
+
+using namespace enclavefs::test;
+using namespace std::chrono_literals;
+
+TEST_CASE("a mount is live when enclavefs-mount returns and gone after umount") {
+  TempDir dir;
+  ::mkdir((dir / "export").c_str(), 0755);
+  ::mkdir((dir / "mnt").c_str(), 0755);
+  writeFile(dir / "export/hello.txt", "hello\n");
+  HostServer server(dir / "sock", {"--export", "data=" + (dir / "export")});
+  {
+    Mount mount(server.address(), "data", dir / "mnt");
+    CHECK(readFile(mount / "hello.txt") == "hello\n");
+    mount.unmount();
+    CHECK_FALSE(isMountPoint(dir / "mnt"));
+  }
+  CHECK(server.stop() == 0);
+}
+
+TEST_CASE("SIGTERM stops the server cleanly and removes its socket") {
+  TempDir dir;
+  ::mkdir((dir / "export").c_str(), 0755);
+  HostServer server(dir / "sock", {"--export", "data=" + (dir / "export")});
+  CHECK(server.stop() == 0);
+  struct stat st;
+  CHECK(::stat((dir / "sock").c_str(), &st) != 0);
+}
+
+TEST_CASE("when the host goes away, calls fail with an error instead of hanging") {
+  TempDir dir;
+  ::mkdir((dir / "export").c_str(), 0755);
+  ::mkdir((dir / "mnt").c_str(), 0755);
+  writeFile(dir / "export/f", "data");
+  HostServer server(dir / "sock", {"--export", "data=" + (dir / "export")});
+  Mount mount(server.address(), "data", dir / "mnt");
+  REQUIRE(readFile(mount / "f") == "data");
+  server.kill();
+  auto start = std::chrono::steady_clock::now();
+  struct stat st;
+  int rc = ::stat((mount / "new-name").c_str(), &st);
+  int err = errno;
+  CHECK(rc == -1);
+  CHECK(err == ENOTCONN);
+  CHECK(std::chrono::steady_clock::now() - start < 5s);
+  int fd = ::open((mount / "other").c_str(), O_CREAT | O_WRONLY, 0644);
+  CHECK(fd == -1);
+}

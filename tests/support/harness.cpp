@@ -1,0 +1,233 @@
+#include "support/harness.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <optional>
+#include <thread>
+
+namespace enclavefs::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+pid_t spawn(const std::vector<std::string>& argv, const std::string& outputPath) {
+  pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
+  if (pid == 0) {
+    int fd = ::open(outputPath.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+    }
+    int devnull = ::open("/dev/null", O_RDONLY);
+    if (devnull >= 0) ::dup2(devnull, 0);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+// Waits for `pid` up to `limit`; returns its exit code, -1 after a signal, or nullopt if
+// still running.
+std::optional<int> waitFor(pid_t pid, std::chrono::milliseconds limit) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    int status = 0;
+    pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    if (r < 0) return -1;
+    if (std::chrono::steady_clock::now() > deadline) return std::nullopt;
+    std::this_thread::sleep_for(5ms);
+  }
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+void lazyUnmount(const std::string& path) { ::umount2(path.c_str(), MNT_DETACH); }
+
+}  // namespace
+
+std::string hostdPath() { return ENCLAVEFS_HOSTD; }
+std::string mountPath() { return ENCLAVEFS_MOUNT; }
+
+TempDir::TempDir() {
+  char pattern[] = "/tmp/enclavefs-test.XXXXXX";
+  if (::mkdtemp(pattern) == nullptr) throw std::runtime_error("mkdtemp failed");
+  path_ = pattern;
+}
+
+TempDir::~TempDir() {
+  // Anything still mounted below us would make the removal walk into it.
+  std::ifstream mounts("/proc/self/mounts");
+  std::string device, target, rest;
+  std::vector<std::string> below;
+  while (mounts >> device >> target && std::getline(mounts, rest)) {
+    if (target.rfind(path_ + "/", 0) == 0) below.push_back(target);
+  }
+  for (auto it = below.rbegin(); it != below.rend(); ++it) lazyUnmount(*it);
+  std::error_code ignored;
+  std::filesystem::remove_all(path_, ignored);
+}
+
+RunResult run(const std::vector<std::string>& argv, std::chrono::milliseconds limit) {
+  char pattern[] = "/tmp/enclavefs-run.XXXXXX";
+  int fd = ::mkstemp(pattern);
+  if (fd < 0) throw std::runtime_error("mkstemp failed");
+  ::close(fd);
+  RunResult result;
+  pid_t pid = spawn(argv, pattern);
+  auto code = waitFor(pid, limit);
+  if (!code) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    result.exitCode = -1;
+  } else {
+    result.exitCode = *code;
+  }
+  result.output = slurp(pattern);
+  ::unlink(pattern);
+  return result;
+}
+
+HostServer::HostServer(const std::string& socketPath, const std::vector<std::string>& args)
+    : socketPath_(socketPath), logPath_(socketPath + ".log") {
+  std::vector<std::string> argv = {hostdPath(), "--listen", address()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  pid_ = spawn(argv, logPath_);
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  struct stat st;
+  while (::stat(socketPath_.c_str(), &st) != 0) {
+    if (waitFor(pid_, 0ms)) {
+      pid_ = -1;
+      throw std::runtime_error("enclavefs-hostd exited at start: " + log());
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      throw std::runtime_error("enclavefs-hostd did not create its socket: " + log());
+    }
+    std::this_thread::sleep_for(5ms);
+  }
+}
+
+HostServer::~HostServer() {
+  if (pid_ > 0) stop();
+}
+
+int HostServer::stop() {
+  if (pid_ <= 0) return -1;
+  ::kill(pid_, SIGTERM);
+  auto code = waitFor(pid_, 10s);
+  if (!code) {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+    code = -1;
+  }
+  pid_ = -1;
+  return *code;
+}
+
+void HostServer::kill() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGKILL);
+  ::waitpid(pid_, nullptr, 0);
+  pid_ = -1;
+}
+
+std::string HostServer::log() const { return slurp(logPath_); }
+
+bool isMountPoint(const std::string& path) {
+  std::ifstream mounts("/proc/self/mounts");
+  std::string device, target, rest;
+  while (mounts >> device >> target && std::getline(mounts, rest)) {
+    if (target == path) return true;
+  }
+  return false;
+}
+
+Mount::Mount(const std::string& address, const std::string& exportName,
+             const std::string& mountPoint, const std::vector<std::string>& extraArgs)
+    : mountPoint_(mountPoint) {
+  std::vector<std::string> argv = {mountPath(), "--host", address, "--export", exportName,
+                                   mountPoint};
+  argv.insert(argv.end(), extraArgs.begin(), extraArgs.end());
+  RunResult r = run(argv);
+  if (r.exitCode != 0) {
+    throw std::runtime_error("enclavefs-mount failed (" + std::to_string(r.exitCode) +
+                             "): " + r.output);
+  }
+  if (!isMountPoint(mountPoint_)) {
+    throw std::runtime_error("enclavefs-mount returned but " + mountPoint_ + " is not mounted");
+  }
+  mounted_ = true;
+}
+
+Mount::~Mount() {
+  if (mounted_) {
+    // A test that failed half-way may leave files open; never leave the mount behind.
+    if (::umount2(mountPoint_.c_str(), 0) != 0) lazyUnmount(mountPoint_);
+  }
+}
+
+void Mount::unmount() {
+  if (!mounted_) return;
+  if (::umount2(mountPoint_.c_str(), 0) != 0) {
+    throw std::runtime_error("umount " + mountPoint_ + ": " + std::strerror(errno));
+  }
+  mounted_ = false;
+}
+
+void writeFile(const std::string& path, const std::string& content) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw std::runtime_error("open " + path + ": " + std::strerror(errno));
+  std::size_t done = 0;
+  while (done < content.size()) {
+    ssize_t n = ::write(fd, content.data() + done, content.size() - done);
+    if (n < 0) {
+      int e = errno;
+      ::close(fd);
+      throw std::runtime_error("write " + path + ": " + std::strerror(e));
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  if (::close(fd) != 0) throw std::runtime_error("close " + path + ": " + std::strerror(errno));
+}
+
+std::string readFile(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw std::runtime_error("open " + path + ": " + std::strerror(errno));
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0) {
+      int e = errno;
+      ::close(fd);
+      throw std::runtime_error("read " + path + ": " + std::strerror(e));
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+}  // namespace enclavefs::test

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Sets up enclavefs and runs a demo on this machine: enclavefs-hostd exports a demo directory
+# over a unix socket, and enclavefs-mount mounts it, as an enclave would over vsock.
+#   sudo tools/demo.sh          start the demo and print commands to try
+#   sudo tools/demo.sh stop     unmount and stop the server
+set -euo pipefail
+cd "$(dirname "$0")/.."
+demo=/tmp/enclavefs-demo
+
+stop() {
+  if mountpoint -q "$demo/mnt" 2>/dev/null; then umount "$demo/mnt" || umount -l "$demo/mnt"; fi
+  if [ -f "$demo/hostd.pid" ]; then
+    kill "$(cat "$demo/hostd.pid")" 2>/dev/null || true
+    rm -f "$demo/hostd.pid"
+  fi
+}
+
+if [ "${1:-}" = stop ]; then
+  stop
+  echo "demo stopped; $demo/export keeps the files"
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "demo: error: mounting needs root (run with sudo)" >&2
+  exit 1
+fi
+
+tools/setup.sh
+stop
+mkdir -p "$demo/export" "$demo/mnt"
+[ -f "$demo/export/welcome.txt" ] || echo "Hello from the host: this file lives on the parent instance." >"$demo/export/welcome.txt"
+
+build/host-server/enclavefs-hostd --listen "unix:$demo/hostd.sock" --export "demo=$demo/export" \
+  2>"$demo/hostd.log" &
+echo $! >"$demo/hostd.pid"
+for _ in $(seq 100); do [ -S "$demo/hostd.sock" ] && break; sleep 0.05; done
+build/enclave-fs/enclavefs-mount --host "unix:$demo/hostd.sock" --export demo "$demo/mnt"
+
+cat <<EOT
+
+enclavefs demo is running.
+  host side (the parent's directory):   $demo/export
+  enclave side (the FUSE mount):        $demo/mnt
+  server log:                           $demo/hostd.log
+
+Try:
+  cat $demo/mnt/welcome.txt
+  echo "result from the enclave" > $demo/mnt/result.txt && cat $demo/export/result.txt
+  mkdir $demo/mnt/dir && ls -la $demo/mnt $demo/export
+  df -h $demo/mnt; mount | grep enclavefs
+Stop it with: sudo tools/demo.sh stop
+EOT
