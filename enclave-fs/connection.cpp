@@ -15,6 +15,8 @@
 namespace enclavefs::enclave {
 namespace {
 
+constexpr std::chrono::milliseconds kExpiryCheckInterval{500};
+
 std::span<const std::byte> bytesOf(const wire::Words& words) {
   auto b = words.asBytes();
   return {reinterpret_cast<const std::byte*>(b.begin()), b.size()};
@@ -132,14 +134,16 @@ Result<void> Connection::send(FrameKind kind, std::uint64_t id, std::span<const 
 
 void Connection::call(const msg::Request& request, std::span<const std::byte> payload,
                       ReplyHandler handler) {
-  if (!alive()) {
-    handler(Errno{ENOTCONN});
-    return;
-  }
   std::uint64_t id = nextId_.fetch_add(1, std::memory_order_relaxed);
   auto words = wire::encode(request);
   {
-    std::lock_guard lock(pendingMutex_);
+    // Checked under the lock fail() takes, so no request is added after the table was failed.
+    std::unique_lock lock(pendingMutex_);
+    if (!alive()) {
+      lock.unlock();
+      handler(Errno{ENOTCONN});
+      return;
+    }
     pending_.emplace(id, Pending{std::move(handler), std::chrono::steady_clock::now() + timeout_});
   }
   if (auto sent = send(FrameKind::request, id, bytesOf(words), payload); !sent) {
@@ -178,7 +182,17 @@ bool Connection::expired() {
 
 void Connection::receive() {
   FrameAssembler in;
+  auto nextExpiryCheck = std::chrono::steady_clock::now() + kExpiryCheckInterval;
   for (;;) {
+    // Checked on a clock, not only when the socket is quiet: a host that keeps answering
+    // other requests must not starve one forever.
+    if (std::chrono::steady_clock::now() >= nextExpiryCheck) {
+      if (expired()) {
+        fail("the host did not answer within " + std::to_string(timeout_.count() / 1000) + " s");
+        return;
+      }
+      nextExpiryCheck = std::chrono::steady_clock::now() + kExpiryCheckInterval;
+    }
     for (;;) {
       auto frame = in.next();
       if (!frame) {
@@ -190,19 +204,13 @@ void Connection::receive() {
       if (!alive()) return;
     }
     pollfd fds[2] = {{socket_.get(), POLLIN, 0}, {stopEvent_.get(), POLLIN, 0}};
-    int ready = ::poll(fds, 2, 1000);
+    int ready = ::poll(fds, 2, static_cast<int>(kExpiryCheckInterval.count()));
     if (ready < 0 && errno != EINTR) {
       fail(std::string("poll: ") + std::strerror(errno));
       return;
     }
     if (fds[1].revents != 0) return;
-    if (ready <= 0) {
-      if (expired()) {
-        fail("the host did not answer within " + std::to_string(timeout_.count() / 1000) + " s");
-        return;
-      }
-      continue;
-    }
+    if (ready <= 0) continue;
     auto space = in.writable();
     ssize_t n = ::recv(socket_.get(), space.data(), space.size(), 0);
     if (n < 0 && errno == EINTR) continue;

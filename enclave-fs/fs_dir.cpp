@@ -37,6 +37,7 @@ void replyEntries(BasicFs& fs, fuse_req_t req, size_t size, std::uint64_t offset
     return;
   }
   std::vector<char> buffer(size);
+  std::vector<msg::NodeId> linkedNodes;
   size_t used = 0;
   bool full = false;
   for (const auto& d : (*entries)->items) {
@@ -72,6 +73,7 @@ void replyEntries(BasicFs& fs, fuse_req_t req, size_t size, std::uint64_t offset
         }
         continue;
       }
+      if (linked) linkedNodes.push_back(d.entry->node);
     } else {
       struct stat st {};
       st.st_ino = d.ino;
@@ -84,8 +86,14 @@ void replyEntries(BasicFs& fs, fuse_req_t req, size_t size, std::uint64_t offset
     }
     used += added;
   }
+  if (fuse_reply_buf(req, buffer.data(), used) != 0) {
+    // Interrupted: the kernel took none of the entries.
+    for (msg::NodeId node : linkedNodes) {
+      fs.nodes().forget(node, 1);
+      giveBack.push_back({node, 1});
+    }
+  }
   if (!giveBack.empty()) fs.forgetOnHost(std::move(giveBack));
-  fuse_reply_buf(req, buffer.data(), used);
 }
 
 void readEntries(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi,

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 #include "common/log.h"
 
@@ -28,9 +29,12 @@ void Server::stop() {
   if (stopping_) return;
   stopping_ = true;
   if (accepting_) accept_.cancel();
+  // Closing may end a session, which removes it from the map: close from a copy.
+  std::vector<std::shared_ptr<Session>> live;
   for (auto& [id, weak] : sessions_) {
-    if (auto session = weak.lock()) session->close("server is shutting down");
+    if (auto session = weak.lock()) live.push_back(std::move(session));
   }
+  for (auto& session : live) session->close("server is shutting down");
 }
 
 void Server::Accept::arm() {

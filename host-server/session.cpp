@@ -57,8 +57,8 @@ void Session::close(const std::string& why) {
   log_->info("client {}: closing: {}", id_, why);
   // Wakes the armed receive (and any send) so their references go away.
   ::shutdown(socket_.get(), SHUT_RDWR);
-  out_.clear();
-  outSentOfFront_ = 0;
+  // An armed send still points into the queued frames; it drops them when it completes.
+  if (!send_.armed()) out_.clear();
 }
 
 // ---- receiving ------------------------------------------------------------------------------
@@ -265,13 +265,17 @@ void Session::Send::arm() {
 void Session::Send::complete(int result) {
   auto self = std::move(keepAlive_);
   Session& s = session_;
-  if (s.closed_) return;
+  if (s.closed_) {
+    s.out_.clear();
+    return;
+  }
   if (result < 0) {
     if (result == -EINTR || result == -EAGAIN) {
       arm();
       return;
     }
     s.close(std::string("send failed: ") + std::strerror(-result));
+    s.out_.clear();
     return;
   }
   std::size_t sent = static_cast<std::size_t>(result) + s.outSentOfFront_;
