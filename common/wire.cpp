@@ -411,7 +411,11 @@ Result<msg::Hello, std::string> decodeHello(WordsView words) {
     auto r = reader.getRoot<Hello>();
     msg::Hello hello;
     hello.version = r.getVersion();
-    hello.kind = r.getKind() == MountKind::BLOCK ? msg::MountKind::block : msg::MountKind::basic;
+    switch (r.getKind()) {
+      case MountKind::BASIC: hello.kind = msg::MountKind::basic; break;
+      case MountKind::BLOCK: hello.kind = msg::MountKind::block; break;
+      default: throw DecodeError{"unknown mount kind"};
+    }
     hello.name = text(r.getName(), limits::kMaxNameBytes, "export name");
     hello.features = r.getFeatures();
     return hello;

@@ -28,7 +28,8 @@ void BasicFs::forgetOnHost(std::vector<msg::op::ForgetItem> items) {
 }
 
 int BasicFs::refuse(const char* op, const std::string& why) const {
-  log_->error("refused the host's reply to {}: {}", op, why);
+  // `why` may quote host-chosen bytes.
+  log_->error("refused the host's reply to {}: {}", op, printable(why, 300));
   return EIO;
 }
 

@@ -22,13 +22,6 @@ std::span<const std::byte> bytesOf(const wire::Words& words) {
   return {reinterpret_cast<const std::byte*>(b.begin()), b.size()};
 }
 
-// Text from the host goes to our terminal and logs: keep it printable and short.
-std::string printable(const std::string& text) {
-  std::string out;
-  for (char c : text.substr(0, 200)) out += (c >= 0x20 && c < 0x7f) ? c : '?';
-  return out;
-}
-
 }  // namespace
 
 Connection::Connection(UniqueFd socket, std::chrono::milliseconds timeout)
@@ -51,7 +44,7 @@ Result<std::unique_ptr<Connection>, std::string> Connection::open(
   auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
     auto frame = in.next();
-    if (!frame) return Fail{host + " broke the protocol: " + frame.error()};
+    if (!frame) return Fail{host + " broke the protocol: " + printable(frame.error())};
     if (frame->has_value()) {
       const FrameView& view = **frame;
       if (view.header.kind != FrameKind::welcome) {
@@ -59,7 +52,7 @@ Result<std::unique_ptr<Connection>, std::string> Connection::open(
                     std::to_string(static_cast<int>(view.header.kind))};
       }
       auto welcome = wire::decodeWelcome(view.message);
-      if (!welcome) return Fail{host + " broke the protocol: " + welcome.error()};
+      if (!welcome) return Fail{host + " broke the protocol: " + printable(welcome.error())};
       if (welcome->error != 0) {
         return Fail{host + " refused export '" + hello.name + "': " + printable(welcome->message)};
       }
@@ -250,7 +243,7 @@ void Connection::dispatch(const FrameView& frame) {
   }
   auto reply = wire::decodeReply(frame.message);
   if (!reply) {
-    logger("mount")->error("malformed reply from the host: {}", reply.error());
+    logger("mount")->error("malformed reply from the host: {}", printable(reply.error()));
     handler(Errno{EIO});
     return;
   }

@@ -59,7 +59,7 @@ Result<void, std::string> checkMountPoint(const std::string& path, std::uint32_t
 
 int run(int argc, char** argv) {
   CLI::App app{"enclavefs client: mounts a host export inside the enclave", kProgram};
-  std::string host, exportName, mountPoint, logLevel = "info";
+  std::string host, exportName, mountPoint, logLevel = "info", logFile;
   std::vector<std::string> optionGroups;
   bool foreground = false;
   app.add_option("--host", host, "host server address: vsock:CID:PORT or unix:PATH")->required();
@@ -69,6 +69,8 @@ int run(int argc, char** argv) {
                                      "timeout=S, max_threads=N, debug");
   app.add_flag("-f,--foreground", foreground, "stay in the foreground");
   app.add_option("--log-level", logLevel, "trace, debug, info, warn, error or off");
+  app.add_option("--log-file", logFile, "append the log to this file (in the background the "
+                                         "log is otherwise lost with stderr)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -79,6 +81,9 @@ int run(int argc, char** argv) {
   auto level = parseLogLevel(logLevel);
   if (!level) return fail("unknown log level '" + logLevel + "'");
   setLogLevel(*level);
+  if (!logFile.empty()) {
+    if (auto error = logToFile(logFile)) return fail(*error);
+  }
 
   auto address = parseAddress(host);
   if (!address) return fail(address.error());

@@ -14,7 +14,13 @@ bool parseSeconds(const std::string& text, double& out) {
 }  // namespace
 
 std::string MountOptions::kernelOptions(const std::string& exportName) const {
-  std::string o = "fsname=enclavefs:" + exportName +
+  // libfuse splits options at commas; an export name may contain them.
+  std::string escapedName;
+  for (char c : exportName) {
+    if (c == ',' || c == '\\') escapedName += '\\';
+    escapedName += c;
+  }
+  std::string o = "fsname=enclavefs:" + escapedName +
                   ",subtype=enclavefs,default_permissions,allow_other,nosuid,nodev";
   o += exec ? ",exec" : ",noexec";
   if (readOnly) o += ",ro";

@@ -78,6 +78,8 @@ int run(int argc, char** argv) {
       ->check(CLI::Range(1, 65536));
   app.add_option("--max-nodes", limits.maxNodes, "inodes a client may hold")
       ->check(CLI::Range(16, 1 << 24));
+  app.add_option("--max-clients", limits.maxClients, "connections served at once")
+      ->check(CLI::Range(1, 65536));
   app.add_option("--max-handles", limits.maxHandles, "open files a client may hold")
       ->check(CLI::Range(16, 1 << 20));
   try {

@@ -103,7 +103,9 @@ Co<Outcome> flush(Session& s, const msg::Request& r) {
 }
 
 Co<Outcome> release(Session& s, const msg::Request& r) {
-  if (!s.handles().remove(r.handle)) co_return failure(EBADF);
+  auto file = findHandle(s, r.handle, false);
+  if (!file) co_return failure(file.error().value);
+  s.handles().remove(r.handle);
   co_return success();
 }
 

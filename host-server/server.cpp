@@ -81,6 +81,11 @@ void Server::accepted(UniqueFd socket, const sockaddr_storage& peerAddress) {
       peer.gid = cred.gid;
     }
   }
+  if (sessions_.size() >= limits_.maxClients) {
+    logger("hostd")->warn("refusing a client ({}): {} clients are connected already",
+                          peer.describe(), sessions_.size());
+    return;  // `socket` closes
+  }
   std::uint64_t id = nextSessionId_++;
   auto session = std::make_shared<Session>(*this, std::move(socket), peer, id);
   sessions_.emplace(id, session);

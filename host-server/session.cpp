@@ -48,6 +48,7 @@ spdlog::logger& Session::log() const { return *log_; }
 
 void Session::start() {
   log_->info("client {} connected ({})", id_, peer_.describe());
+  handshakeTimer_.arm();
   receive_.arm();
 }
 
@@ -55,10 +56,14 @@ void Session::close(const std::string& why) {
   if (closed_) return;
   closed_ = true;
   log_->info("client {}: closing: {}", id_, why);
+  handshakeTimer_.disarm();
   // Wakes the armed receive (and any send) so their references go away.
   ::shutdown(socket_.get(), SHUT_RDWR);
   // An armed send still points into the queued frames; it drops them when it completes.
-  if (!send_.armed()) out_.clear();
+  if (!send_.armed()) {
+    out_.clear();
+    outBytes_ = 0;
+  }
 }
 
 // ---- receiving ------------------------------------------------------------------------------
@@ -92,8 +97,23 @@ void Session::Receive::complete(int result) {
   s.processFrames();
 }
 
+bool Session::mayTakeRequests() const {
+  return inFlight_ < limits_.maxInFlight && outBytes_ < limits_.maxQueuedReplyBytes;
+}
+
+void Session::resumeReading() {
+  if (paused_ && !closed_ && mayTakeRequests()) {
+    paused_ = false;
+    processFrames();
+  }
+}
+
 void Session::processFrames() {
-  while (!closed_ && inFlight_ < limits_.maxInFlight) {
+  while (!closed_) {
+    if (!mayTakeRequests()) {
+      paused_ = true;  // operationDone() or a finished send resumes
+      return;
+    }
     auto next = in_.next();
     if (!next) {
       log_->warn("client {}: protocol fault: {}", id_, next.error());
@@ -106,7 +126,6 @@ void Session::processFrames() {
     }
     handleFrame(**next);
   }
-  // At the in-flight limit: operationDone() resumes reading.
 }
 
 void Session::handleFrame(const FrameView& frame) {
@@ -168,6 +187,7 @@ void Session::handleHello(const FrameView& frame) {
     return;
   }
   export_ = exported;
+  handshakeTimer_.disarm();
   nodes_.setRoot(std::move(root), st.stx_mode & S_IFMT);
 
   msg::Welcome welcome;
@@ -217,9 +237,28 @@ Detached Session::serve(std::uint64_t requestId, msg::Request request, Bytes pay
 }
 
 void Session::operationDone() {
-  bool wasFull = inFlight_ == limits_.maxInFlight;
   --inFlight_;
-  if (wasFull && !closed_) processFrames();
+  resumeReading();
+}
+
+void Session::HandshakeTimer::arm() {
+  timeout_.tv_sec = session_.limits_.handshakeTimeout.count();
+  keepAlive_ = session_.shared_from_this();
+  io_uring_prep_timeout(session_.ring().prepare(this), &timeout_, 0, 0);
+}
+
+void Session::HandshakeTimer::disarm() {
+  if (!keepAlive_) return;
+  io_uring_prep_timeout_remove(session_.ring().prepare(&removal_),
+                               reinterpret_cast<std::uint64_t>(static_cast<Completion*>(this)), 0);
+}
+
+void Session::HandshakeTimer::complete(int result) {
+  auto self = std::move(keepAlive_);
+  if (result == -ETIME && session_.export_ == nullptr) {
+    session_.close("no handshake within " +
+                   std::to_string(session_.limits_.handshakeTimeout.count()) + " s");
+  }
 }
 
 // ---- sending --------------------------------------------------------------------------------
@@ -230,6 +269,7 @@ void Session::enqueue(FrameKind kind, std::uint64_t id, wire::Words message, Byt
                                static_cast<std::uint32_t>(payload.size), id, kind});
   frame.message = std::move(message);
   frame.payload = std::move(payload);
+  outBytes_ += frame.bytes();
   out_.push_back(std::move(frame));
   if (!send_.armed()) send_.arm();
 }
@@ -267,6 +307,7 @@ void Session::Send::complete(int result) {
   Session& s = session_;
   if (s.closed_) {
     s.out_.clear();
+    s.outBytes_ = 0;
     return;
   }
   if (result < 0) {
@@ -276,11 +317,13 @@ void Session::Send::complete(int result) {
     }
     s.close(std::string("send failed: ") + std::strerror(-result));
     s.out_.clear();
+    s.outBytes_ = 0;
     return;
   }
   std::size_t sent = static_cast<std::size_t>(result) + s.outSentOfFront_;
   while (!s.out_.empty() && sent >= s.out_.front().bytes()) {
     sent -= s.out_.front().bytes();
+    s.outBytes_ -= s.out_.front().bytes();
     s.out_.pop_front();
   }
   s.outSentOfFront_ = sent;
@@ -288,7 +331,9 @@ void Session::Send::complete(int result) {
     arm();
   } else if (s.closeAfterSend_) {
     s.close("handshake refused");
+    return;
   }
+  s.resumeReading();
 }
 
 }  // namespace enclavefs::host

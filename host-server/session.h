@@ -5,13 +5,15 @@
 // the armed receive and send completions and every operation in flight hold a reference, so
 // it lives until the socket is closed and the last operation has answered.
 //
-// Back-pressure: once `kMaxInFlight` requests are being served, the session stops reading the
-// socket until one finishes, so a client cannot make the host queue unbounded work.
+// Back-pressure: while `maxInFlight` requests are being served, or replies of more than
+// `maxQueuedReplyBytes` wait for a client that does not read them, the session stops reading
+// the socket, so a client cannot make the host queue unbounded work or memory.
 #pragma once
 
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -60,8 +62,11 @@ struct Outcome {
 
 struct SessionLimits {
   std::size_t maxInFlight = 256;
+  std::size_t maxQueuedReplyBytes = 8 << 20;
+  std::chrono::seconds handshakeTimeout{10};
   std::size_t maxNodes = 65536;
   std::size_t maxHandles = 4096;
+  std::size_t maxClients = 64;  // connections per server
 };
 
 class Session : public std::enable_shared_from_this<Session> {
@@ -112,6 +117,25 @@ class Session : public std::enable_shared_from_this<Session> {
     msghdr msg_{};
   };
 
+  // Closes a connection that has not completed the handshake in time.
+  class HandshakeTimer : public Completion {
+   public:
+    explicit HandshakeTimer(Session& s) : session_(s) {}
+    void arm();
+    void disarm();
+    void complete(int result) override;
+
+   private:
+    class Removal : public Completion {
+     public:
+      void complete(int) override {}
+    };
+    Session& session_;
+    std::shared_ptr<Session> keepAlive_;
+    __kernel_timespec timeout_{};
+    Removal removal_;
+  };
+
   struct OutFrame {
     HeaderBytes header;
     wire::Words message;
@@ -121,6 +145,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // Frames are taken from the assembler until it runs dry or the in-flight limit is reached.
   void processFrames();
+  bool mayTakeRequests() const;
+  void resumeReading();
   void handleFrame(const FrameView& frame);
   void handleHello(const FrameView& frame);
   void handleRequest(const FrameView& frame);
@@ -147,9 +173,12 @@ class Session : public std::enable_shared_from_this<Session> {
   bool closed_ = false;
   bool closeAfterSend_ = false;  // a refused handshake closes once its answer is out
   std::size_t inFlight_ = 0;
+  bool paused_ = false;  // reading stopped by back-pressure
+  HandshakeTimer handshakeTimer_{*this};
 
   std::deque<OutFrame> out_;
   std::size_t outSentOfFront_ = 0;  // bytes of out_.front() already sent
+  std::size_t outBytes_ = 0;        // bytes queued in out_, not yet sent
   Send send_{*this};
 };
 
