@@ -4,8 +4,8 @@
 
 namespace enclavefs::enclave {
 
-BasicFs::BasicFs(Connection& connection, CacheTimeouts timeouts)
-    : connection_(connection), timeouts_(timeouts), log_(logger("mount")) {
+BasicFs::BasicFs(Connection& connection, CacheTimeouts timeouts, FsPolicy policy)
+    : connection_(connection), timeouts_(timeouts), policy_(policy), log_(logger("mount")) {
   nodes_.addRoot(connection.welcome().root.mode);
 }
 

@@ -35,9 +35,14 @@ struct CacheTimeouts {
   double attr = 1.0;   // seconds the kernel may trust attributes
 };
 
+// What the enclave allows of the host's files beyond what the kernel mount flags say.
+struct FsPolicy {
+  bool followOutwardSymlinks = false;  // absolute or ".." link targets
+};
+
 class BasicFs {
  public:
-  BasicFs(Connection& connection, CacheTimeouts timeouts);
+  BasicFs(Connection& connection, CacheTimeouts timeouts, FsPolicy policy);
 
   static BasicFs& of(fuse_req_t req) { return *static_cast<BasicFs*>(fuse_req_userdata(req)); }
 
@@ -60,11 +65,13 @@ class BasicFs {
 
   NodeRegistry& nodes() { return nodes_; }
   const CacheTimeouts& timeouts() const { return timeouts_; }
+  const FsPolicy& policy() const { return policy_; }
   Connection& connection() { return connection_; }
 
  private:
   Connection& connection_;
   CacheTimeouts timeouts_;
+  FsPolicy policy_;
   NodeRegistry nodes_;
   std::shared_ptr<spdlog::logger> log_;
 };

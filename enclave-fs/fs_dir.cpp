@@ -152,7 +152,7 @@ void symlink(fuse_req_t req, const char* target, fuse_ino_t parent, const char* 
 
 void readlink(fuse_req_t req, fuse_ino_t ino) {
   BasicFs& fs = BasicFs::of(req);
-  fs.send(fs.request(req, ino, msg::op::ReadLink{}), [&fs, req](Result<Answer> a) {
+  fs.send(fs.request(req, ino, msg::op::ReadLink{}), [&fs, req, ino](Result<Answer> a) {
     auto target = expect<msg::body::Target>(fs, "readlink", a);
     if (!target) {
       fuse_reply_err(req, target.error().value);
@@ -161,6 +161,15 @@ void readlink(fuse_req_t req, fuse_ino_t ino) {
     if (auto valid = checkLinkTarget((*target)->path); !valid) {
       fuse_reply_err(req, fs.refuse("readlink", valid.error()));
       return;
+    }
+    if (!fs.policy().followOutwardSymlinks) {
+      if (auto inside = checkLinkStaysInside((*target)->path); !inside) {
+        logger("mount")->warn("refused symlink (node {}) -> '{}': {}; mount with "
+                              "-o symlinks=follow to allow it",
+                              ino, printable((*target)->path), inside.error());
+        fuse_reply_err(req, EACCES);
+        return;
+      }
     }
     fuse_reply_readlink(req, (*target)->path.c_str());
   });

@@ -65,8 +65,8 @@ int run(int argc, char** argv) {
   app.add_option("--host", host, "host server address: vsock:CID:PORT or unix:PATH")->required();
   app.add_option("--export", exportName, "name of the host export to mount")->required();
   app.add_option("mountpoint", mountPoint, "where to mount it")->required();
-  app.add_option("-o", optionGroups, "mount options: ro, exec, entry_timeout=S, attr_timeout=S, "
-                                     "timeout=S, max_threads=N, debug");
+  app.add_option("-o", optionGroups, "mount options: ro, exec, symlinks=inside|follow, "
+                                     "entry_timeout=S, attr_timeout=S, timeout=S, max_threads=N, debug");
   app.add_flag("-f,--foreground", foreground, "stay in the foreground");
   app.add_option("--log-level", logLevel, "trace, debug, info, warn, error or off");
   app.add_option("--log-file", logFile, "append the log to this file (in the background the "
@@ -107,7 +107,7 @@ int run(int argc, char** argv) {
   if (auto ok = checkMountPoint(mountPoint, conn.welcome().root.mode); !ok) return fail(ok.error());
   if (conn.welcome().readOnly) options->readOnly = true;
 
-  BasicFs fs(conn, options->cache);
+  BasicFs fs(conn, options->cache, options->policy);
   std::string kernelOptions = options->kernelOptions(exportName);
   std::vector<const char*> args = {kProgram, "-o", kernelOptions.c_str()};
   if (options->debug) args.push_back("-d");

@@ -58,6 +58,14 @@ Result<MountOptions, std::string> parseMountOptions(const std::vector<std::strin
       } else if ((key == "suid" || key == "dev") && !hasValue) {
         return Fail{"mount option '" + key + "' is refused: files from the host must not gain "
                     "privileges or reach devices in the enclave"};
+      } else if (key == "symlinks") {
+        if (value == "follow") {
+          options.policy.followOutwardSymlinks = true;
+        } else if (value == "inside") {
+          options.policy.followOutwardSymlinks = false;
+        } else {
+          return Fail{"mount option '" + item + "' must be symlinks=inside or symlinks=follow"};
+        }
       } else if (key == "debug" && !hasValue) {
         options.debug = true;
       } else if (key == "entry_timeout") {

@@ -15,6 +15,7 @@ struct MountOptions {
   bool exec = false;
   bool debug = false;
   CacheTimeouts cache;
+  FsPolicy policy;
   double requestTimeoutSeconds = 60;
   unsigned maxThreads = 4;
 

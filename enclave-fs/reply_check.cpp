@@ -93,6 +93,20 @@ Check checkLinkTarget(const std::string& target) {
   return {};
 }
 
+Check checkLinkStaysInside(const std::string& target) {
+  if (target.front() == '/') return Fail{std::string("target is absolute")};
+  std::size_t start = 0;
+  while (start <= target.size()) {
+    std::size_t end = target.find('/', start);
+    if (end == std::string::npos) end = target.size();
+    if (target.compare(start, end - start, "..") == 0) {
+      return Fail{std::string("target climbs with '..'")};
+    }
+    start = end + 1;
+  }
+  return {};
+}
+
 Check checkStatFs(const msg::body::StatFs& st) {
   if (st.bsize == 0 || st.frsize == 0) return Fail{std::string("statfs block size 0")};
   if (st.namemax == 0 || st.namemax > limits::kMaxNameBytes) {

@@ -31,6 +31,10 @@ Check checkDirEntries(const msg::body::Entries& entries, std::uint64_t requestOf
 Check checkHandle(msg::HandleId handle);
 Check checkDataSize(std::size_t got, std::size_t asked);
 Check checkLinkTarget(const std::string& target);
+// Policy, not sanity: a target that is absolute or has a ".." component could lead an
+// enclave program out of the mount to an enclave file (/proc/self/environ, keys). Without
+// knowing how deep the link sits, any ".." is treated as leaving.
+Check checkLinkStaysInside(const std::string& target);
 Check checkStatFs(const msg::body::StatFs& st);
 Check checkXattrList(std::span<const std::byte> names);
 

@@ -15,7 +15,9 @@ namespace {
 int applySetAttr(const Node& node, const OpenFile* file, const msg::op::SetAttr& op) {
   const std::string path = procPath(node.fd.get());
   if (op.valid & msg::op::kMode) {
-    if (::fchmodat(AT_FDCWD, path.c_str(), sanitizeMode(op.mode) & 07777, 0) != 0) return errno;
+    // The node's real type decides what may be set, never type bits the client sent.
+    const std::uint32_t mode = sanitizeMode(node.type | (op.mode & 07777)) & 07777;
+    if (::fchmodat(AT_FDCWD, path.c_str(), mode, 0) != 0) return errno;
   }
   if (op.valid & (msg::op::kUid | msg::op::kGid)) {
     uid_t uid = (op.valid & msg::op::kUid) ? op.uid : static_cast<uid_t>(-1);

@@ -56,6 +56,23 @@ std::optional<int> waitFor(pid_t pid, std::chrono::milliseconds limit) {
   }
 }
 
+// True once the kernel lists `socketPath` as a listening unix socket. The socket file
+// appears at bind(), before listen(): a client connecting in between would be refused.
+bool listening(const std::string& socketPath) {
+  std::ifstream table("/proc/net/unix");
+  std::string line;
+  std::getline(table, line);  // header
+  while (std::getline(table, line)) {
+    std::istringstream fields(line);
+    std::string num, refs, protocol, flags, type, state, inode, path;
+    if (fields >> num >> refs >> protocol >> flags >> type >> state >> inode >> path &&
+        path == socketPath && flags == "00010000") {  // __SO_ACCEPTCON
+      return true;
+    }
+  }
+  return false;
+}
+
 std::string slurp(const std::string& path) {
   std::ifstream in(path);
   std::stringstream s;
@@ -115,14 +132,13 @@ HostServer::HostServer(const std::string& socketPath, const std::vector<std::str
   argv.insert(argv.end(), args.begin(), args.end());
   pid_ = spawn(argv, logPath_);
   auto deadline = std::chrono::steady_clock::now() + 10s;
-  struct stat st;
-  while (::stat(socketPath_.c_str(), &st) != 0) {
+  while (!listening(socketPath_)) {
     if (waitFor(pid_, 0ms)) {
       pid_ = -1;
       throw std::runtime_error("enclavefs-hostd exited at start: " + log());
     }
     if (std::chrono::steady_clock::now() > deadline) {
-      throw std::runtime_error("enclavefs-hostd did not create its socket: " + log());
+      throw std::runtime_error("enclavefs-hostd does not listen on its socket: " + log());
     }
     std::this_thread::sleep_for(5ms);
   }

@@ -190,3 +190,11 @@ TEST_CASE("a comma in the export name cannot add kernel mount options") {
   }
   CHECK(kernel.front() == "fsname=enclavefs:x,suid,dev,exec");
 }
+
+TEST_CASE("outward symlinks are refused by default and followed only with symlinks=follow") {
+  CHECK_FALSE(parsed({}).policy.followOutwardSymlinks);
+  CHECK(parsed({"symlinks=follow"}).policy.followOutwardSymlinks);
+  CHECK_FALSE(parsed({"symlinks=follow,symlinks=inside"}).policy.followOutwardSymlinks);
+  CHECK(refused({"symlinks=anywhere"}).find("symlinks=anywhere") != std::string::npos);
+  CHECK(refused({"symlinks"}).find("symlinks") != std::string::npos);
+}

@@ -395,3 +395,16 @@ TEST_CASE("a node learned again after being forgotten may have a new type") {
   CHECK(accepted(nodes.learn(entryOf(9, S_IFDIR | 0755))));
   CHECK(nodes.typeOf(9) == S_IFDIR);
 }
+
+TEST_CASE("checkLinkStaysInside refuses absolute targets and any '..' component") {
+  CHECK(accepted(checkLinkStaysInside("file")));
+  CHECK(accepted(checkLinkStaysInside("sub/dir/file")));
+  CHECK(accepted(checkLinkStaysInside("..hidden/x")));
+  CHECK(accepted(checkLinkStaysInside("a/...")));
+  CHECK(refusal(checkLinkStaysInside("/etc/passwd")).find("absolute") != std::string::npos);
+  CHECK(refusal(checkLinkStaysInside("..")).find("..") != std::string::npos);
+  CHECK_FALSE(checkLinkStaysInside("../x").ok());
+  CHECK_FALSE(checkLinkStaysInside("a/../../x").ok());
+  CHECK_FALSE(checkLinkStaysInside("a/..").ok());
+  CHECK_FALSE(checkLinkStaysInside("a//../b").ok());
+}
