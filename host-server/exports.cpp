@@ -3,7 +3,10 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include <unistd.h>
+
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include "host-server/names.h"
@@ -22,9 +25,41 @@ Result<std::pair<std::string, std::string>, std::string> parseExportSpec(const s
   return std::pair{name, path};
 }
 
-Result<void, std::string> ExportTable::add(const std::string& name, const std::string& path,
-                                           bool readOnly) {
+Result<ExportSettings, std::string> parseOwnerSpec(const std::string& spec) {
+  ExportSettings settings;
+  if (spec == "passthrough") {
+    settings.mapping = OwnerPolicy::Mapping::passthrough;
+    return settings;
+  }
+  if (spec == "squash") return settings;
+  std::uint32_t uid = 0, gid = 0;
+  char rest = 0;
+  if (std::sscanf(spec.c_str(), "squash:%u:%u%c", &uid, &gid, &rest) == 2 &&
+      spec.find('-') == std::string::npos) {
+    settings.squashUid = uid;
+    settings.squashGid = gid;
+    return settings;
+  }
+  return Fail{"owner '" + spec + "' must be squash, squash:UID:GID or passthrough"};
+}
+
+Result<void, std::string> ExportTable::add(const ExportSettings& settings) {
+  const std::string& name = settings.name;
+  const std::string& path = settings.path;
   if (exports_.contains(name)) return Fail{"export '" + name + "' is given twice"};
+  OwnerPolicy owner;
+  owner.mapping = settings.mapping;
+  owner.uid = settings.squashUid.value_or(::geteuid());
+  owner.gid = settings.squashGid.value_or(::getegid());
+  const bool serverIsRoot = ::geteuid() == 0;
+  if (owner.mapping == OwnerPolicy::Mapping::passthrough && !serverIsRoot) {
+    return Fail{"export '" + name + "': owner mapping passthrough needs a server running as root"};
+  }
+  if (owner.mapping == OwnerPolicy::Mapping::squash && !serverIsRoot &&
+      (owner.uid != ::geteuid() || owner.gid != ::getegid())) {
+    return Fail{"export '" + name + "': squashing to " + std::to_string(owner.uid) + ":" +
+                std::to_string(owner.gid) + " needs a server running as root"};
+  }
   UniqueFd root(::open(path.c_str(), O_PATH | O_CLOEXEC));
   if (!root) {
     return Fail{"export '" + name + "': cannot open " + path + ": " + std::strerror(errno)};
@@ -36,7 +71,9 @@ Result<void, std::string> ExportTable::add(const std::string& name, const std::s
   if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) {
     return Fail{"export '" + name + "': " + path + " is neither a directory nor a regular file"};
   }
-  exports_.emplace(name, Export{name, path, readOnly, std::move(root)});
+  exports_.emplace(name, Export{name, path, settings.readOnly, std::move(root), owner,
+                                settings.access, settings.maxConnectionsPerPeer,
+                                settings.maxHandlesPerPeer});
   return {};
 }
 

@@ -10,6 +10,7 @@
 #include "common/messages.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
+#include "host-server/access.h"
 #include "host-server/node_table.h"
 
 namespace enclavefs::host {
@@ -25,8 +26,14 @@ using OpenFileRef = std::shared_ptr<OpenFile>;
 class HandleTable {
  public:
   explicit HandleTable(std::size_t limit) : limit_(limit) {}
+  HandleTable(const HandleTable&) = delete;
+  HandleTable& operator=(const HandleTable&) = delete;
+  ~HandleTable();
 
-  // EMFILE when the connection has as many handles open as it may.
+  // Also counts this connection's handles against what its peer may hold of the export.
+  void shareWithPeer(std::shared_ptr<PeerUsage> usage, std::size_t peerLimit);
+
+  // EMFILE when the connection, or its peer, has as many handles open as it may.
   Result<msg::HandleId> add(OpenFileRef file);
   OpenFileRef find(msg::HandleId id) const;
   OpenFileRef remove(msg::HandleId id);
@@ -34,6 +41,8 @@ class HandleTable {
 
  private:
   std::size_t limit_;
+  std::shared_ptr<PeerUsage> peerUsage_;
+  std::size_t peerLimit_ = 0;
   msg::HandleId next_ = 1;
   std::unordered_map<msg::HandleId, OpenFileRef> files_;
 };

@@ -64,6 +64,7 @@ int run(int argc, char** argv) {
   CLI::App app{"enclavefs host server: exports host directories to enclaves", kProgram};
   std::string listen;
   std::vector<std::string> exportsRw, exportsRo;
+  std::string ownerSpec = "squash";
   std::string logLevel = "info";
   unsigned poolThreads = 2;
   SessionLimits limits;
@@ -71,6 +72,9 @@ int run(int argc, char** argv) {
       ->required();
   app.add_option("--export", exportsRw, "export a host directory or file read-write: NAME=PATH");
   app.add_option("--export-ro", exportsRo, "export a host directory or file read-only: NAME=PATH");
+  app.add_option("--owner", ownerSpec,
+                 "owner of what enclaves create in the exports given here: squash (the "
+                 "server's ids), squash:UID:GID, or passthrough (the enclave's ids)");
   app.add_option("--log-level", logLevel, "trace, debug, info, warn, error or off");
   app.add_option("--pool-threads", poolThreads, "threads for calls io_uring cannot make")
       ->check(CLI::Range(1, 64));
@@ -98,14 +102,18 @@ int run(int argc, char** argv) {
   if (!address) return fail(address.error());
   if (exportsRw.empty() && exportsRo.empty()) return fail("nothing to serve: give --export NAME=PATH");
 
+  auto owner = parseOwnerSpec(ownerSpec);
+  if (!owner) return fail(owner.error());
   ExportTable exports;
   for (auto [specs, readOnly] : {std::pair{&exportsRw, false}, std::pair{&exportsRo, true}}) {
     for (const auto& spec : *specs) {
       auto parsed = parseExportSpec(spec);
       if (!parsed) return fail(parsed.error());
-      if (auto added = exports.add(parsed->first, parsed->second, readOnly); !added) {
-        return fail(added.error());
-      }
+      ExportSettings settings = *owner;
+      settings.name = parsed->first;
+      settings.path = parsed->second;
+      settings.readOnly = readOnly;
+      if (auto added = exports.add(settings); !added) return fail(added.error());
     }
   }
 

@@ -155,14 +155,21 @@ Co<Result<msg::Entry>> lookupName(Session& s, const Node& parent, const std::str
   co_return msg::Entry{(*node)->id, 0, toAttr(*st)};
 }
 
-Co<Result<void>> ownByCaller(Session& s, const Node& parent, const std::string& name,
-                             const msg::Caller& caller) {
-  if (::geteuid() != 0) co_return Result<void>{};
+Co<Result<void>> applyOwnerPolicy(Session& s, const Node& parent, const std::string& name,
+                                  const msg::Caller& caller) {
+  const OwnerPolicy& policy = s.exported().owner;
+  const bool passthrough = policy.mapping == OwnerPolicy::Mapping::passthrough;
+  const uid_t uid = passthrough ? caller.uid : policy.uid;
+  const gid_t gid = passthrough ? caller.gid : policy.gid;
+  // The entry was made with the server's own ids (and the kernel's set-group-ID rule): when
+  // those are the wanted ones, there is nothing to change. Start-up made sure that otherwise
+  // the server is root.
+  if (uid == ::geteuid() && gid == ::getegid()) co_return Result<void>{};
   int err = co_await s.pool().run([&] {
     struct stat dir;
     if (::fstat(parent.fd.get(), &dir) != 0) return errno;
-    gid_t gid = (dir.st_mode & S_ISGID) ? static_cast<gid_t>(-1) : caller.gid;
-    if (::fchownat(parent.fd.get(), name.c_str(), caller.uid, gid, AT_SYMLINK_NOFOLLOW) != 0) {
+    gid_t newGid = (dir.st_mode & S_ISGID) ? static_cast<gid_t>(-1) : gid;
+    if (::fchownat(parent.fd.get(), name.c_str(), uid, newGid, AT_SYMLINK_NOFOLLOW) != 0) {
       return errno;
     }
     return 0;

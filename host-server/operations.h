@@ -80,10 +80,11 @@ Co<Result<struct statx>> statNode(Session& s, int fd);
 // lookup of the node it names.
 Co<Result<msg::Entry>> lookupName(Session& s, const Node& parent, const std::string& name);
 
-// Gives a newly made entry to the enclave caller, when this server may (it runs as root).
-// In a set-group-ID directory the group stays the directory's, as the kernel made it.
-Co<Result<void>> ownByCaller(Session& s, const Node& parent, const std::string& name,
-                             const msg::Caller& caller);
+// Gives a newly made entry the owner the export's policy names: the enclave caller's ids
+// (passthrough) or the export's squash ids. In a set-group-ID directory the group stays the
+// directory's, as the kernel made it.
+Co<Result<void>> applyOwnerPolicy(Session& s, const Node& parent, const std::string& name,
+                                  const msg::Caller& caller);
 
 // Mode bits a client may set on the host: never set-user-ID, and set-group-ID only on
 // directories (where it means "inherit the group").

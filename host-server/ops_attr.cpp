@@ -77,6 +77,13 @@ Co<Outcome> getattr(Session& s, const msg::Request& r) {
 Co<Outcome> setattr(Session& s, const msg::Request& r, const msg::op::SetAttr& op) {
   auto node = findNode(s, r.node);
   if (!node) co_return failure(node.error().value);
+  // Under squash every file the enclave makes has the export's ids; it may not give one away.
+  const OwnerPolicy& owner = s.exported().owner;
+  if (owner.mapping == OwnerPolicy::Mapping::squash &&
+      (((op.valid & msg::op::kUid) && op.uid != owner.uid) ||
+       ((op.valid & msg::op::kGid) && op.gid != owner.gid))) {
+    co_return failure(EPERM);
+  }
   OpenFileRef file;
   if (r.handle != 0) {
     auto handle = findHandle(s, r.handle, false);

@@ -55,7 +55,7 @@ Co<Outcome> create(Session& s, const msg::Request& r, const msg::op::Create& op)
   if (fd == -EXDEV) co_return failure(EACCES);
   if (fd < 0) co_return failure(-fd);
   UniqueFd opened(fd);
-  if (auto owned = co_await ownByCaller(s, **parent, r.name, r.caller); !owned) {
+  if (auto owned = co_await applyOwnerPolicy(s, **parent, r.name, r.caller); !owned) {
     co_return failure(owned.error().value);
   }
   auto entry = co_await lookupName(s, **parent, r.name);

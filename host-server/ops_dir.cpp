@@ -79,7 +79,7 @@ int listDirectory(int dirFd, const msg::op::ReadDir& op, std::vector<Listed>& ou
 }
 
 Co<Outcome> entryReply(Session& s, const Node& parent, const msg::Request& r) {
-  if (auto owned = co_await ownByCaller(s, parent, r.name, r.caller); !owned) {
+  if (auto owned = co_await applyOwnerPolicy(s, parent, r.name, r.caller); !owned) {
     co_return failure(owned.error().value);
   }
   auto entry = co_await lookupName(s, parent, r.name);

@@ -66,6 +66,16 @@ void Server::Accept::complete(int result) {
   arm();
 }
 
+std::shared_ptr<PeerUsage> Server::usageOf(const Export& exported, const Peer& peer) {
+  auto& slot = usage_[{exported.name, peer.key()}];
+  auto usage = slot.lock();
+  if (!usage) {
+    usage = std::make_shared<PeerUsage>();
+    slot = usage;
+  }
+  return usage;
+}
+
 void Server::accepted(UniqueFd socket, const sockaddr_storage& peerAddress) {
   Peer peer;
   if (peerAddress.ss_family == AF_VSOCK) {

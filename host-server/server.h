@@ -4,7 +4,9 @@
 #include <sys/socket.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <string>
 #include <unordered_map>
 
 #include "common/address.h"
@@ -34,6 +36,9 @@ class Server {
   const SessionLimits& limits() const { return limits_; }
 
   void sessionEnded(std::uint64_t id) { sessions_.erase(id); }
+
+  // What `peer` holds of `exported` across its connections.
+  std::shared_ptr<PeerUsage> usageOf(const Export& exported, const Peer& peer);
 
  private:
   class Accept : public Completion {
@@ -68,6 +73,8 @@ class Server {
   bool stopping_ = false;
   std::uint64_t nextSessionId_ = 1;
   std::unordered_map<std::uint64_t, std::weak_ptr<Session>> sessions_;
+  // Keyed by export name and Peer::key(); an entry lives while a session holds it.
+  std::map<std::pair<std::string, std::string>, std::weak_ptr<PeerUsage>> usage_;
 };
 
 }  // namespace enclavefs::host

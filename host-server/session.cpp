@@ -17,11 +17,6 @@ namespace {
 constexpr std::size_t kMaxFramesPerSend = 64;
 }
 
-std::string Peer::describe() const {
-  if (kind == Kind::vsock) return "cid " + std::to_string(cid);
-  return "uid " + std::to_string(uid) + " pid " + std::to_string(pid);
-}
-
 std::size_t Session::OutFrame::bytes() const {
   return kFrameHeaderBytes + message.asBytes().size() + payload.size +
          payloadPadding(static_cast<std::uint32_t>(payload.size)).size();
@@ -39,6 +34,7 @@ Session::Session(Server& server, UniqueFd socket, Peer peer, std::uint64_t id)
 
 Session::~Session() {
   log_->info("client {} ({}) disconnected", id_, peer_.describe());
+  if (usage_) --usage_->connections;
   server_.sessionEnded(id_);
 }
 
@@ -179,6 +175,18 @@ void Session::handleHello(const FrameView& frame) {
     refuse(ENOENT, "no export named '" + hello->name + "'");
     return;
   }
+  if (!exported->access.allows(peer_)) {
+    refuse(EACCES, "peer " + peer_.describe() + " may not mount export '" + exported->name + "'");
+    return;
+  }
+  auto usage = server_.usageOf(*exported, peer_);
+  if (exported->maxConnectionsPerPeer != 0 &&
+      usage->connections >= exported->maxConnectionsPerPeer) {
+    refuse(EUSERS, "export '" + exported->name + "' already has " +
+                       std::to_string(usage->connections) + " connections from peer " +
+                       peer_.describe());
+    return;
+  }
   UniqueFd root(::fcntl(exported->root.get(), F_DUPFD_CLOEXEC, 0));
   struct statx st;
   if (!root || ::statx(root.get(), "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS,
@@ -187,6 +195,9 @@ void Session::handleHello(const FrameView& frame) {
     return;
   }
   export_ = exported;
+  usage_ = std::move(usage);
+  ++usage_->connections;
+  if (exported->maxHandlesPerPeer) handles_.shareWithPeer(usage_, *exported->maxHandlesPerPeer);
   handshakeTimer_.disarm();
   nodes_.setRoot(std::move(root), st.stx_mode & S_IFMT);
 

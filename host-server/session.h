@@ -23,6 +23,7 @@
 #include "common/frame.h"
 #include "common/messages.h"
 #include "common/wire.h"
+#include "host-server/access.h"
 #include "host-server/blocking_pool.h"
 #include "host-server/exports.h"
 #include "host-server/handle_table.h"
@@ -36,14 +37,6 @@ class logger;
 namespace enclavefs::host {
 
 class Server;
-
-// Who is on the other end, as the kernel tells it (never as the client claims).
-struct Peer {
-  enum class Kind { unix_socket, vsock } kind = Kind::unix_socket;
-  std::uint32_t cid = 0;  // vsock
-  std::uint32_t pid = 0, uid = 0, gid = 0;  // unix (SO_PEERCRED)
-  std::string describe() const;
-};
 
 // Owned bytes: a read's data or a write's payload.
 struct Bytes {
@@ -164,6 +157,7 @@ class Session : public std::enable_shared_from_this<Session> {
   SessionLimits limits_;
 
   const Export* export_ = nullptr;  // set by the handshake
+  std::shared_ptr<PeerUsage> usage_;  // what the peer holds of the export
   NodeTable nodes_;
   HandleTable handles_;
 

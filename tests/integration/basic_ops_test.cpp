@@ -79,7 +79,9 @@ struct Exported {
 
  private:
   std::vector<std::string> serverArguments(bool readOnly, const std::vector<std::string>& extra) {
-    std::vector<std::string> args = {readOnly ? "--export-ro" : "--export", "data=" + host};
+    // Ownership is compared with what the host itself does for each caller: passthrough.
+    std::vector<std::string> args = {readOnly ? "--export-ro" : "--export", "data=" + host,
+                                     "--owner", "passthrough"};
     args.insert(args.end(), extra.begin(), extra.end());
     return args;
   }
