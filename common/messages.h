@@ -65,6 +65,15 @@ struct Welcome {
   Attr root;
 };
 
+// A byte-range lock; `end` is inclusive (UINT64_MAX = to the end of file).
+struct Lock {
+  std::uint64_t start = 0;
+  std::uint64_t end = 0;
+  std::uint32_t type = 0;  // F_RDLCK / F_WRLCK / F_UNLCK
+  std::uint32_t pid = 0;
+  bool operator==(const Lock&) const = default;
+};
+
 struct Caller {
   std::uint32_t uid = 0;
   std::uint32_t gid = 0;
@@ -174,6 +183,18 @@ struct Lseek {
   std::uint64_t offset = 0;
   std::uint32_t whence = 0;
 };
+struct GetLock {
+  std::uint64_t owner = 0;
+  Lock lock;
+};
+struct SetLock {
+  std::uint64_t owner = 0;
+  Lock lock;
+  bool wait = false;
+};
+struct Flock {
+  std::uint32_t operation = 0;  // LOCK_SH / LOCK_EX / LOCK_UN | LOCK_NB
+};
 }  // namespace op
 
 using Op = std::variant<op::Lookup, op::Forget, op::GetAttr, op::SetAttr, op::ReadLink,
@@ -181,7 +202,8 @@ using Op = std::variant<op::Lookup, op::Forget, op::GetAttr, op::SetAttr, op::Re
                         op::Rename, op::Link, op::Open, op::Create, op::Read, op::Write,
                         op::Flush, op::Release, op::Fsync, op::Fallocate, op::OpenDir,
                         op::ReadDir, op::ReleaseDir, op::FsyncDir, op::StatFs, op::SetXattr,
-                        op::GetXattr, op::ListXattr, op::RemoveXattr, op::Lseek>;
+                        op::GetXattr, op::ListXattr, op::RemoveXattr, op::Lseek, op::GetLock,
+                        op::SetLock, op::Flock>;
 
 const char* opName(const Op& op);
 
@@ -191,6 +213,7 @@ struct Request {
   std::string name;     // entry name in `node`, for operations on a name
   Caller caller;
   Op op;
+  std::uint64_t lockOwner = 0;  // flush: whose POSIX locks the close drops
 };
 
 // Reply bodies.
@@ -234,7 +257,7 @@ struct Offset {
 
 using Body = std::variant<body::None, Entry, Attr, body::Opened, body::Created, body::Written,
                           body::Data, body::Size, body::Target, body::Entries, body::StatFs,
-                          body::Offset>;
+                          body::Offset, Lock>;
 
 struct Reply {
   int error = 0;  // 0 or a positive errno; an error reply has no body

@@ -104,6 +104,24 @@ msg::Attr get(Attr::Reader r) {
   return a;
 }
 
+void put(Lock::Builder b, const msg::Lock& l) {
+  b.setStart(l.start);
+  b.setEnd(l.end);
+  b.setType(l.type);
+  b.setPid(l.pid);
+}
+
+msg::Lock get(Lock::Reader r) {
+  if (r.getStart() > r.getEnd()) throw DecodeError{"lock range ends before it starts"};
+  return {r.getStart(), r.getEnd(), r.getType(), r.getPid()};
+}
+
+void put(LockRequest::Builder b, std::uint64_t owner, const msg::Lock& lock, bool wait) {
+  b.setOwner(owner);
+  put(b.initLock(), lock);
+  b.setWait(wait);
+}
+
 void put(Entry::Builder b, const msg::Entry& e) {
   b.setNode(e.node);
   b.setGeneration(e.generation);
@@ -203,6 +221,9 @@ void putOp(Request::Builder b, const msg::Op& op) {
             w.setOffset(l.offset);
             w.setWhence(l.whence);
           },
+          [&](const msg::op::GetLock& l) { put(b.initGetlk(), l.owner, l.lock, false); },
+          [&](const msg::op::SetLock& l) { put(b.initSetlk(), l.owner, l.lock, l.wait); },
+          [&](const msg::op::Flock& f) { b.setFlock(f.operation); },
       },
       op);
 }
@@ -267,6 +288,12 @@ msg::Op getOp(Request::Reader r) {
     case Request::LISTXATTR: return msg::op::ListXattr{r.getListxattr()};
     case Request::REMOVEXATTR: return msg::op::RemoveXattr{};
     case Request::LSEEK: return msg::op::Lseek{r.getLseek().getOffset(), r.getLseek().getWhence()};
+    case Request::GETLK: return msg::op::GetLock{r.getGetlk().getOwner(), get(r.getGetlk().getLock())};
+    case Request::SETLK: {
+      auto l = r.getSetlk();
+      return msg::op::SetLock{l.getOwner(), get(l.getLock()), l.getWait()};
+    }
+    case Request::FLOCK: return msg::op::Flock{r.getFlock()};
   }
   throw DecodeError{"unknown operation " + std::to_string(static_cast<int>(r.which()))};
 }
@@ -313,6 +340,7 @@ void putBody(Reply::Builder b, const msg::Body& body) {
             w.setNamemax(s.namemax);
           },
           [&](const msg::body::Offset& o) { b.setOffset(o.offset); },
+          [&](const msg::Lock& l) { put(b.initLock(), l); },
       },
       body);
 }
@@ -353,6 +381,7 @@ msg::Body getBody(Reply::Reader r) {
                                s.getFfree(),  s.getBsize(), s.getFrsize(), s.getNamemax()};
     }
     case Reply::OFFSET: return msg::body::Offset{r.getOffset()};
+    case Reply::LOCK: return get(r.getLock());
   }
   throw DecodeError{"unknown reply body " + std::to_string(static_cast<int>(r.which()))};
 }
@@ -393,6 +422,7 @@ Words encode(const msg::Request& request) {
   caller.setUid(request.caller.uid);
   caller.setGid(request.caller.gid);
   putOp(b, request.op);
+  b.setLockOwner(request.lockOwner);
   return capnp::messageToFlatArray(builder);
 }
 
@@ -449,6 +479,7 @@ Result<msg::Request, std::string> decodeRequest(WordsView words) {
     request.name = text(r.getName(), limits::kMaxNameBytes, "name");
     request.caller = {r.getCaller().getUid(), r.getCaller().getGid()};
     request.op = getOp(r);
+    request.lockOwner = r.getLockOwner();
     return request;
   });
 }

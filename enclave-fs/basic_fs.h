@@ -13,6 +13,7 @@
 //   fs_dir.cpp    mknod, mkdir, unlink, rmdir, symlink, readlink, rename, link,
 //                 opendir, readdir, readdirplus, releasedir, fsyncdir
 //   fs_xattr.cpp  setxattr, getxattr, listxattr, removexattr
+//   fs_lock.cpp   getlk, setlk, flock
 #pragma once
 
 #include <fuse_lowlevel.h>
@@ -53,6 +54,10 @@ class BasicFs {
   void send(const msg::Request& request, ReplyHandler handler,
             std::span<const std::byte> payload = {}) {
     connection_.call(request, payload, std::move(handler));
+  }
+  // For a request the host may rightly hold as long as it needs (a lock that waits).
+  void sendUnbounded(const msg::Request& request, ReplyHandler handler) {
+    connection_.call(request, {}, std::move(handler), true);
   }
   // Gives the host back lookup counts (the registry is the caller's to update).
   void forgetOnHost(std::vector<msg::op::ForgetItem> items);
@@ -145,6 +150,10 @@ void setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* valu
 void getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size);
 void listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
 void removexattr(fuse_req_t req, fuse_ino_t ino, const char* name);
+
+void getlk(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi, struct flock* lock);
+void setlk(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi, struct flock* lock, int sleep);
+void flock(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi, int op);
 }  // namespace fs
 
 }  // namespace enclavefs::enclave

@@ -126,7 +126,7 @@ Result<void> Connection::send(FrameKind kind, std::uint64_t id, std::span<const 
 }
 
 void Connection::call(const msg::Request& request, std::span<const std::byte> payload,
-                      ReplyHandler handler) {
+                      ReplyHandler handler, bool unbounded) {
   std::uint64_t id = nextId_.fetch_add(1, std::memory_order_relaxed);
   auto words = wire::encode(request);
   {
@@ -137,7 +137,9 @@ void Connection::call(const msg::Request& request, std::span<const std::byte> pa
       handler(Errno{ENOTCONN});
       return;
     }
-    pending_.emplace(id, Pending{std::move(handler), std::chrono::steady_clock::now() + timeout_});
+    auto deadline = unbounded ? std::chrono::steady_clock::time_point::max()
+                              : std::chrono::steady_clock::now() + timeout_;
+    pending_.emplace(id, Pending{std::move(handler), deadline});
   }
   if (auto sent = send(FrameKind::request, id, bytesOf(words), payload); !sent) {
     fail(std::string("cannot send to the host: ") + std::strerror(sent.error().value));

@@ -56,7 +56,10 @@ class Connection {
   // Stops the receiver thread and fails what is in flight.
   void stop();
 
-  void call(const msg::Request& request, std::span<const std::byte> payload, ReplyHandler handler);
+  // `unbounded`: the host may rightly take as long as it needs (a lock that must wait), so
+  // the request timeout does not apply.
+  void call(const msg::Request& request, std::span<const std::byte> payload, ReplyHandler handler,
+            bool unbounded = false);
   // A request the host does not answer (forget).
   void post(const msg::Request& request);
 

@@ -115,7 +115,9 @@ void write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t o
 
 void flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   BasicFs& fs = BasicFs::of(req);
-  fs.send(fs.request(req, ino, msg::op::Flush{}, nullptr, fi->fh),
+  msg::Request r = fs.request(req, ino, msg::op::Flush{}, nullptr, fi->fh);
+  r.lockOwner = fi->lock_owner;  // the closing process's POSIX locks end here
+  fs.send(r,
           [&fs, req](Result<Answer> a) { replyStatus(fs, req, "flush", a); });
 }
 

@@ -16,9 +16,15 @@ void init(void* userdata, fuse_conn_info* conn) {
   want(FUSE_CAP_ASYNC_READ);
   // The kernel drops cached pages when the host reports a changed mtime or size.
   want(FUSE_CAP_AUTO_INVAL_DATA);
+  // Locks are held on the host, so they exclude other enclaves and host processes too.
+  want(FUSE_CAP_POSIX_LOCKS);
+  want(FUSE_CAP_FLOCK_LOCKS);
   // Writes go through to the host as they are made: other clients and host processes
   // share the files, so the enclave must not hold dirty pages back.
   conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  // The enclave kernel clears set-user-ID/set-group-ID bits on write and chown itself, by
+  // setattr, exactly as a local file system would; a server writing as root would not.
+  conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
   conn->max_write = std::min(fs.connection().welcome().maxWrite, limits::kMaxIoBytes);
   conn->max_background = 64;
 }
@@ -58,6 +64,9 @@ constexpr fuse_lowlevel_ops makeOperations() {
   ops.fallocate = fs::fallocate;
   ops.readdirplus = fs::readdirplus;
   ops.lseek = fs::lseek;
+  ops.getlk = fs::getlk;
+  ops.setlk = fs::setlk;
+  ops.flock = fs::flock;
   return ops;
 }
 

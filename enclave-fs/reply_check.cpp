@@ -1,5 +1,6 @@
 #include "enclave-fs/reply_check.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -104,6 +105,14 @@ Check checkLinkStaysInside(const std::string& target) {
     }
     start = end + 1;
   }
+  return {};
+}
+
+Check checkLock(const msg::Lock& lock) {
+  if (lock.type != F_RDLCK && lock.type != F_WRLCK && lock.type != F_UNLCK) {
+    return Fail{"lock type " + std::to_string(lock.type) + " is not a lock type"};
+  }
+  if (lock.start > static_cast<std::uint64_t>(INT64_MAX)) return Fail{std::string("lock start out of range")};
   return {};
 }
 

@@ -36,6 +36,7 @@ Check checkLinkTarget(const std::string& target);
 // knowing how deep the link sits, any ".." is treated as leaving.
 Check checkLinkStaysInside(const std::string& target);
 Check checkStatFs(const msg::body::StatFs& st);
+Check checkLock(const msg::Lock& lock);
 Check checkXattrList(std::span<const std::byte> names);
 
 }  // namespace enclavefs::enclave

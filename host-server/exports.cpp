@@ -25,32 +25,35 @@ Result<std::pair<std::string, std::string>, std::string> parseExportSpec(const s
   return std::pair{name, path};
 }
 
-Result<ExportSettings, std::string> parseOwnerSpec(const std::string& spec) {
-  ExportSettings settings;
+Result<OwnerMapping, std::string> parseOwnerSpec(const std::string& spec) {
+  OwnerMapping mapping;
   if (spec == "passthrough") {
-    settings.mapping = OwnerPolicy::Mapping::passthrough;
-    return settings;
+    mapping.mode = OwnerMapping::Mode::passthrough;
+    return mapping;
   }
-  if (spec == "squash") return settings;
+  if (spec == "squash") return mapping;
   std::uint32_t uid = 0, gid = 0;
   char rest = 0;
   if (std::sscanf(spec.c_str(), "squash:%u:%u%c", &uid, &gid, &rest) == 2 &&
       spec.find('-') == std::string::npos) {
-    settings.squashUid = uid;
-    settings.squashGid = gid;
-    return settings;
+    mapping.uid = uid;
+    mapping.gid = gid;
+    return mapping;
   }
   return Fail{"owner '" + spec + "' must be squash, squash:UID:GID or passthrough"};
 }
 
 Result<void, std::string> ExportTable::add(const ExportSettings& settings) {
-  const std::string& name = settings.name;
+  const std::string name = settings.origin.empty() ? settings.name
+                                                   : settings.origin + ": " + settings.name;
   const std::string& path = settings.path;
-  if (exports_.contains(name)) return Fail{"export '" + name + "' is given twice"};
+  if (exports_.contains(settings.name)) return Fail{"export '" + name + "' is given twice"};
   OwnerPolicy owner;
-  owner.mapping = settings.mapping;
-  owner.uid = settings.squashUid.value_or(::geteuid());
-  owner.gid = settings.squashGid.value_or(::getegid());
+  owner.mapping = settings.owner.mode == OwnerMapping::Mode::passthrough
+                      ? OwnerPolicy::Mapping::passthrough
+                      : OwnerPolicy::Mapping::squash;
+  owner.uid = settings.owner.uid.value_or(::geteuid());
+  owner.gid = settings.owner.gid.value_or(::getegid());
   const bool serverIsRoot = ::geteuid() == 0;
   if (owner.mapping == OwnerPolicy::Mapping::passthrough && !serverIsRoot) {
     return Fail{"export '" + name + "': owner mapping passthrough needs a server running as root"};
@@ -71,9 +74,10 @@ Result<void, std::string> ExportTable::add(const ExportSettings& settings) {
   if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) {
     return Fail{"export '" + name + "': " + path + " is neither a directory nor a regular file"};
   }
-  exports_.emplace(name, Export{name, path, settings.readOnly, std::move(root), owner,
-                                settings.access, settings.maxConnectionsPerPeer,
-                                settings.maxHandlesPerPeer});
+  exports_.emplace(settings.name,
+                   Export{settings.name, path, settings.readOnly, std::move(root), owner,
+                          settings.allow, settings.maxConnectionsPerPeer,
+                          settings.maxHandlesPerPeer});
   return {};
 }
 

@@ -16,16 +16,30 @@
 
 namespace enclavefs::host {
 
-// An export as configured, before it is opened.
+// Who owns, on the host, what an enclave creates in an export, as configured.
+struct OwnerMapping {
+  enum class Mode {
+    squash,       // everything belongs to one host uid:gid
+    passthrough,  // the enclave's own uid:gid are kept
+  };
+  Mode mode = Mode::squash;
+  // Squash only. Unset: the server's own euid / egid.
+  std::optional<std::uint32_t> uid;
+  std::optional<std::uint32_t> gid;
+};
+
+// An export as configured (command line or config file), before it is opened.
 struct ExportSettings {
-  std::string name;
-  std::string path;
+  std::string name;  // a plain name (isPlainName), unique
+  std::string path;  // not yet checked to exist
   bool readOnly = false;
-  OwnerPolicy::Mapping mapping = OwnerPolicy::Mapping::squash;
-  std::optional<std::uint32_t> squashUid, squashGid;  // default: the server's own
-  AccessPolicy access;
-  std::size_t maxConnectionsPerPeer = 0;  // 0: no cap
-  std::optional<std::size_t> maxHandlesPerPeer;  // default: only the per-connection cap
+  OwnerMapping owner;
+  AccessPolicy allow;
+  std::uint32_t maxConnectionsPerPeer = 0;       // 0: unlimited
+  std::optional<std::size_t> maxHandlesPerPeer;  // unset: only the per-connection cap
+  // Where it was configured ("FILE:LINE"), for errors found when it is opened; empty for the
+  // command line.
+  std::string origin;
 };
 
 struct Export {
@@ -34,8 +48,8 @@ struct Export {
   bool readOnly = false;
   UniqueFd root;  // O_PATH
   OwnerPolicy owner;
-  AccessPolicy access;
-  std::size_t maxConnectionsPerPeer = 0;
+  AccessPolicy allow;
+  std::uint32_t maxConnectionsPerPeer = 0;
   std::optional<std::size_t> maxHandlesPerPeer;
 };
 
@@ -51,8 +65,8 @@ class ExportTable {
   std::map<std::string, Export> exports_;
 };
 
-// Parses --owner: squash, squash:UID:GID or passthrough, into the owner fields of settings.
-Result<ExportSettings, std::string> parseOwnerSpec(const std::string& spec);
+// Parses --owner: squash, squash:UID:GID or passthrough.
+Result<OwnerMapping, std::string> parseOwnerSpec(const std::string& spec);
 
 // Parses NAME=DIR as given to --export.
 Result<std::pair<std::string, std::string>, std::string> parseExportSpec(const std::string& spec);

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "common/messages.h"
 #include "common/result.h"
@@ -19,6 +20,8 @@ struct OpenFile {
   UniqueFd fd;
   NodeRef node;
   bool directory = false;
+  // Lock owners that took locks through this handle: an OFD lock owner's locks end with it.
+  std::unordered_set<std::uint64_t> lockOwners;
 };
 
 using OpenFileRef = std::shared_ptr<OpenFile>;

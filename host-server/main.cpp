@@ -51,10 +51,19 @@ class SignalWatch : public Completion {
 };
 
 // A host server holds one O_PATH descriptor per node a client has looked up: take every
-// descriptor the system allows.
+// descriptor the system allows (as root, up to the kernel's fs.nr_open).
 void raiseDescriptorLimit() {
   rlimit limit;
-  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  if (FILE* f = std::fopen("/proc/sys/fs/nr_open", "r")) {
+    unsigned long long nrOpen = 0;
+    if (std::fscanf(f, "%llu", &nrOpen) == 1 && nrOpen > limit.rlim_max) {
+      rlimit raised{nrOpen, nrOpen};
+      if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+    }
+    std::fclose(f);
+  }
+  if (limit.rlim_cur < limit.rlim_max) {
     limit.rlim_cur = limit.rlim_max;
     ::setrlimit(RLIMIT_NOFILE, &limit);
   }
@@ -109,7 +118,8 @@ int run(int argc, char** argv) {
     for (const auto& spec : *specs) {
       auto parsed = parseExportSpec(spec);
       if (!parsed) return fail(parsed.error());
-      ExportSettings settings = *owner;
+      ExportSettings settings;
+      settings.owner = *owner;
       settings.name = parsed->first;
       settings.path = parsed->second;
       settings.readOnly = readOnly;

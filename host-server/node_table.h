@@ -24,6 +24,9 @@ struct Node {
   UniqueFd fd;  // O_PATH | O_NOFOLLOW
   std::uint32_t type = 0;  // S_IFMT bits
   std::uint64_t lookups = 0;
+  // One open file description per enclave lock owner, carrying that owner's byte-range
+  // locks as OFD locks (ops_lock.cpp); closing it drops them.
+  std::unordered_map<std::uint64_t, UniqueFd> lockFds;
 };
 
 using NodeRef = std::shared_ptr<Node>;
@@ -44,6 +47,8 @@ class NodeTable {
   void forget(msg::NodeId id, std::uint64_t count);
 
   std::size_t size() const { return byId_.size(); }
+  // No new node fits: an operation that would make one must fail before it changes anything.
+  bool full() const { return byId_.size() >= limit_; }
 
  private:
   std::size_t limit_;

@@ -81,6 +81,9 @@ Co<Outcome> perform(Session& s, const msg::Request& r, Bytes& payload) {
           [&](const msg::op::ListXattr& op) { return ops::listxattr(s, r, op); },
           [&](const msg::op::RemoveXattr&) { return ops::removexattr(s, r); },
           [&](const msg::op::Lseek& op) { return ops::lseek(s, r, op); },
+          [&](const msg::op::GetLock& op) { return ops::getlk(s, r, op); },
+          [&](const msg::op::SetLock& op) { return ops::setlk(s, r, op); },
+          [&](const msg::op::Flock& op) { return ops::flock(s, r, op); },
       },
       r.op);
 }
@@ -120,6 +123,11 @@ Result<NodeRef> findParent(Session& s, const msg::Request& r) {
   if ((*parent)->type != S_IFDIR) return Errno{ENOTDIR};
   if (!isPlainName(r.name)) return Errno{EINVAL};
   return parent;
+}
+
+Result<NodeRef> findParentForNewEntry(Session& s, const msg::Request& r) {
+  if (s.nodes().full()) return Errno{ENFILE};
+  return findParent(s, r);
 }
 
 Result<OpenFileRef> findHandle(Session& s, msg::HandleId id, bool directory) {
@@ -180,7 +188,11 @@ Co<Result<void>> applyOwnerPolicy(Session& s, const Node& parent, const std::str
 
 std::uint32_t sanitizeMode(std::uint32_t mode) {
   mode &= ~static_cast<std::uint32_t>(S_ISUID);
-  if ((mode & S_IFMT) != S_IFDIR) mode &= ~static_cast<std::uint32_t>(S_ISGID);
+  // Set-group-ID on a file the group cannot execute grants nothing (it once meant mandatory
+  // locking), so it stays, as on the host.
+  if ((mode & S_IFMT) != S_IFDIR && (mode & S_IXGRP) != 0) {
+    mode &= ~static_cast<std::uint32_t>(S_ISGID);
+  }
   return mode;
 }
 

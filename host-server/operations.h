@@ -4,6 +4,7 @@
 //   ops_dir.cpp    mknod, mkdir, unlink, rmdir, symlink, readlink, rename, link,
 //                  opendir, readdir, releasedir, fsyncdir
 //   ops_xattr.cpp  setxattr, getxattr, listxattr, removexattr
+//   ops_lock.cpp   getlk, setlk, flock
 // perform() (operations.cpp) routes a request to its handler and refuses modifications of a
 // read-only export before any handler runs. Handlers return a file-system result (an errno
 // for the client); protocol faults never reach them.
@@ -53,6 +54,13 @@ Co<Outcome> setxattr(Session& s, const msg::Request& r, const msg::op::SetXattr&
 Co<Outcome> getxattr(Session& s, const msg::Request& r, const msg::op::GetXattr& op);
 Co<Outcome> listxattr(Session& s, const msg::Request& r, const msg::op::ListXattr& op);
 Co<Outcome> removexattr(Session& s, const msg::Request& r);
+
+Co<Outcome> getlk(Session& s, const msg::Request& r, const msg::op::GetLock& op);
+Co<Outcome> setlk(Session& s, const msg::Request& r, const msg::op::SetLock& op);
+Co<Outcome> flock(Session& s, const msg::Request& r, const msg::op::Flock& op);
+// flush and release drop the locks a close ends (ops_lock.cpp).
+void dropLocksOnFlush(OpenFile& file, std::uint64_t lockOwner);
+void dropLocksOnRelease(OpenFile& file);
 }  // namespace ops
 
 // ---- helpers the handlers share (operations.cpp) ---------------------------------------------
@@ -69,6 +77,9 @@ std::string procPath(int fd);
 Result<NodeRef> findNode(Session& s, msg::NodeId id);
 // The directory node a request names, and its `name` checked to be one plain component.
 Result<NodeRef> findParent(Session& s, const msg::Request& r);
+// findParent for an operation that makes an entry (and so a node): ENFILE before anything
+// is made when the connection holds as many nodes as it may.
+Result<NodeRef> findParentForNewEntry(Session& s, const msg::Request& r);
 // The open file or directory a request names, or EBADF.
 Result<OpenFileRef> findHandle(Session& s, msg::HandleId id, bool directory);
 
@@ -86,8 +97,9 @@ Co<Result<msg::Entry>> lookupName(Session& s, const Node& parent, const std::str
 Co<Result<void>> applyOwnerPolicy(Session& s, const Node& parent, const std::string& name,
                                   const msg::Caller& caller);
 
-// Mode bits a client may set on the host: never set-user-ID, and set-group-ID only on
-// directories (where it means "inherit the group").
+// Mode bits a client may set on the host: never set-user-ID, and set-group-ID only where
+// it grants no privilege: on directories ("inherit the group") and on files the group may not
+// execute.
 std::uint32_t sanitizeMode(std::uint32_t mode);
 
 }  // namespace enclavefs::host

@@ -35,14 +35,14 @@ Co<Outcome> open(Session& s, const msg::Request& r, const msg::op::Open& op) {
     io_uring_prep_openat(sqe, AT_FDCWD, path.c_str(), flags, 0);
   });
   if (fd < 0) co_return failure(-fd);
-  auto file = std::make_shared<OpenFile>(OpenFile{UniqueFd(fd), *node, false});
+  auto file = std::make_shared<OpenFile>(OpenFile{UniqueFd(fd), *node, false, {}});
   auto handle = s.handles().add(std::move(file));
   if (!handle) co_return failure(handle.error().value);
   co_return success(msg::body::Opened{*handle});
 }
 
 Co<Outcome> create(Session& s, const msg::Request& r, const msg::op::Create& op) {
-  auto parent = findParent(s, r);
+  auto parent = findParentForNewEntry(s, r);
   if (!parent) co_return failure(parent.error().value);
   if ((op.mode & S_IFMT) != 0 && (op.mode & S_IFMT) != S_IFREG) co_return failure(EINVAL);
   open_how how{};
@@ -60,7 +60,7 @@ Co<Outcome> create(Session& s, const msg::Request& r, const msg::op::Create& op)
   }
   auto entry = co_await lookupName(s, **parent, r.name);
   if (!entry) co_return failure(entry.error().value);
-  auto file = std::make_shared<OpenFile>(OpenFile{std::move(opened), s.nodes().find(entry->node), false});
+  auto file = std::make_shared<OpenFile>(OpenFile{std::move(opened), s.nodes().find(entry->node), false, {}});
   auto handle = s.handles().add(std::move(file));
   if (!handle) {
     s.nodes().forget(entry->node, 1);
@@ -96,15 +96,18 @@ Co<Outcome> write(Session& s, const msg::Request& r, const msg::op::Write& op, B
 }
 
 Co<Outcome> flush(Session& s, const msg::Request& r) {
-  // Writes reach the host file as they are made, so a close has nothing left to push.
+  // Writes reach the host file as they are made, so a close has nothing left to push; it
+  // does end the closing process's POSIX locks on the file.
   auto file = findHandle(s, r.handle, false);
   if (!file) co_return failure(file.error().value);
+  dropLocksOnFlush(**file, r.lockOwner);
   co_return success();
 }
 
 Co<Outcome> release(Session& s, const msg::Request& r) {
   auto file = findHandle(s, r.handle, false);
   if (!file) co_return failure(file.error().value);
+  dropLocksOnRelease(**file);
   s.handles().remove(r.handle);
   co_return success();
 }

@@ -90,7 +90,7 @@ Co<Outcome> entryReply(Session& s, const Node& parent, const msg::Request& r) {
 }  // namespace
 
 Co<Outcome> mknod(Session& s, const msg::Request& r, const msg::op::MakeNode& op) {
-  auto parent = findParent(s, r);
+  auto parent = findParentForNewEntry(s, r);
   if (!parent) co_return failure(parent.error().value);
   std::uint32_t type = op.mode & S_IFMT;
   if (type == 0) type = S_IFREG;
@@ -105,7 +105,7 @@ Co<Outcome> mknod(Session& s, const msg::Request& r, const msg::op::MakeNode& op
 }
 
 Co<Outcome> mkdir(Session& s, const msg::Request& r, const msg::op::MakeDir& op) {
-  auto parent = findParent(s, r);
+  auto parent = findParentForNewEntry(s, r);
   if (!parent) co_return failure(parent.error().value);
   const mode_t mode = sanitizeMode(S_IFDIR | (op.mode & 07777)) & 07777;
   int rc = co_await s.ring().op([&](io_uring_sqe* sqe) {
@@ -126,7 +126,7 @@ Co<Outcome> unlink(Session& s, const msg::Request& r, bool directory) {
 }
 
 Co<Outcome> symlink(Session& s, const msg::Request& r, const msg::op::Symlink& op) {
-  auto parent = findParent(s, r);
+  auto parent = findParentForNewEntry(s, r);
   if (!parent) co_return failure(parent.error().value);
   if (op.target.empty()) co_return failure(ENOENT);
   int rc = co_await s.ring().op([&](io_uring_sqe* sqe) {
@@ -195,7 +195,7 @@ Co<Outcome> opendir(Session& s, const msg::Request& r) {
     io_uring_prep_openat(sqe, (*node)->fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
   });
   if (fd < 0) co_return failure(-fd);
-  auto file = std::make_shared<OpenFile>(OpenFile{UniqueFd(fd), *node, true});
+  auto file = std::make_shared<OpenFile>(OpenFile{UniqueFd(fd), *node, true, {}});
   auto handle = s.handles().add(std::move(file));
   if (!handle) co_return failure(handle.error().value);
   co_return success(msg::body::Opened{*handle});

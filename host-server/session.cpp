@@ -175,7 +175,7 @@ void Session::handleHello(const FrameView& frame) {
     refuse(ENOENT, "no export named '" + hello->name + "'");
     return;
   }
-  if (!exported->access.allows(peer_)) {
+  if (!exported->allow.allows(peer_)) {
     refuse(EACCES, "peer " + peer_.describe() + " may not mount export '" + exported->name + "'");
     return;
   }

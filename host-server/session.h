@@ -82,6 +82,7 @@ class Session : public std::enable_shared_from_this<Session> {
   HandleTable& handles() { return handles_; }
   spdlog::logger& log() const;
   std::uint64_t id() const { return id_; }
+  bool closed() const { return closed_; }
   const Peer& peer() const { return peer_; }
 
  private:

@@ -131,7 +131,25 @@ struct Request {
     listxattr @31 :UInt32; # size wanted (0 = ask the size)
     removexattr @32 :Void;
     lseek @33 :Lseek;
+    getlk @34 :LockRequest;
+    setlk @35 :LockRequest;
+    flock @36 :UInt32;     # LOCK_SH / LOCK_EX / LOCK_UN, with LOCK_NB to not wait
   }
+  lockOwner @37 :UInt64;  # flush: the POSIX lock owner whose locks a close drops
+}
+
+# A byte-range lock, as fcntl describes it; `end` is inclusive (~0 = to the end of file).
+struct Lock {
+  start @0 :UInt64;
+  end @1 :UInt64;
+  type @2 :UInt32;        # F_RDLCK / F_WRLCK / F_UNLCK
+  pid @3 :UInt32;
+}
+
+struct LockRequest {
+  owner @0 :UInt64;       # the kernel's lock owner: a process (POSIX) or an open file (OFD)
+  lock @1 :Lock;
+  wait @2 :Bool;          # F_SETLKW: the host answers once the lock is granted
 }
 
 struct MakeNode {
@@ -203,6 +221,7 @@ struct Reply {
     entries @10 :List(DirEntry);
     statfs @11 :StatFs;
     offset @12 :UInt64;   # lseek
+    lock @13 :Lock;       # getlk: the conflicting lock, or type F_UNLCK
   }
 }
 

@@ -105,6 +105,10 @@ std::vector<msg::Op> sampleOps() {
   ops.push_back(ListXattr{4096});
   ops.push_back(RemoveXattr{});
   ops.push_back(Lseek{123'456'789'012ull, SEEK_HOLE});
+  ops.push_back(GetLock{0xabcd'ef01'2345'6789ull, {10, 19, F_WRLCK, 4242}});
+  ops.push_back(SetLock{7, {0, UINT64_MAX, F_RDLCK, 1}, true});
+  ops.push_back(SetLock{8, {1ull << 40, (1ull << 40) + 1, F_UNLCK, 0}, false});
+  ops.push_back(Flock{LOCK_EX | LOCK_NB});
   return ops;
 }
 
@@ -133,6 +137,7 @@ std::vector<msg::Body> sampleBodies() {
   bodies.push_back(StatFs{1ull << 40, (1ull << 39) + 1, (1ull << 38) + 2, 1ull << 33,
                           (1ull << 32) + 3, 4096, 512, 255});
   bodies.push_back(Offset{1ull << 62});
+  bodies.push_back(msg::Lock{5, 1ull << 50, F_WRLCK, 31337});
   return bodies;
 }
 
@@ -225,6 +230,20 @@ void expectSame(const msg::op::Lseek& a, const msg::op::Lseek& b) {
   CHECK(a.offset == b.offset);
   CHECK(a.whence == b.whence);
 }
+
+void expectSame(const msg::op::GetLock& a, const msg::op::GetLock& b) {
+  CHECK(a.owner == b.owner);
+  CHECK(a.lock == b.lock);
+}
+void expectSame(const msg::op::SetLock& a, const msg::op::SetLock& b) {
+  CHECK(a.owner == b.owner);
+  CHECK(a.lock == b.lock);
+  CHECK(a.wait == b.wait);
+}
+void expectSame(const msg::op::Flock& a, const msg::op::Flock& b) {
+  CHECK(a.operation == b.operation);
+}
+void expectSame(const msg::Lock& a, const msg::Lock& b) { CHECK(a == b); }
 
 void expectSame(const msg::body::Opened& a, const msg::body::Opened& b) {
   CHECK(a.handle == b.handle);
@@ -435,7 +454,8 @@ TEST_CASE("every reply body round-trips through encode and decode with all its f
 TEST_CASE("each reply body goes on the wire as the schema member of the same meaning") {
   // Body's alternatives in order, by the name of the schema member each must travel as.
   const char* expected[] = {"none",    "entry",   "attr",    "opened", "created", "written",
-                            "data",    "size",    "target",  "entries", "statfs", "offset"};
+                            "data",    "size",    "target",  "entries", "statfs", "offset",
+                            "lock"};
   static_assert(std::size(expected) == std::variant_size_v<msg::Body>);
   auto unionFields = capnp::Schema::from<w::Reply>().getUnionFields();
   for (const auto& body : sampleBodies()) {
