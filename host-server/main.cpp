@@ -15,6 +15,7 @@
 #include "common/address.h"
 #include "common/log.h"
 #include "host-server/blocking_pool.h"
+#include "host-server/config.h"
 #include "host-server/exports.h"
 #include "host-server/server.h"
 #include "host-server/uring.h"
@@ -69,32 +70,42 @@ void raiseDescriptorLimit() {
   }
 }
 
+// Keeps `value` unless the command line gave the option (it wins) or the file did.
+template <class T, class U>
+void merge(T& value, const CLI::App& app, const char* flag, const std::optional<U>& fromFile) {
+  if (app.count(flag) == 0 && fromFile) value = static_cast<T>(*fromFile);
+}
+
 int run(int argc, char** argv) {
   CLI::App app{"enclavefs host server: exports host directories to enclaves", kProgram};
+  std::string configPath;
   std::string listen;
   std::vector<std::string> exportsRw, exportsRo;
   std::string ownerSpec = "squash";
   std::string logLevel = "info";
   unsigned poolThreads = 2;
   SessionLimits limits;
-  app.add_option("--listen", listen, "address to serve on: vsock:CID:PORT or unix:PATH")
-      ->required();
+  app.add_option("--config", configPath,
+                 "YAML configuration (docs/operations.md); command-line options override it "
+                 "and --export adds to its exports");
+  app.add_option("--listen", listen, "address to serve on: vsock:CID:PORT or unix:PATH");
   app.add_option("--export", exportsRw, "export a host directory or file read-write: NAME=PATH");
   app.add_option("--export-ro", exportsRo, "export a host directory or file read-only: NAME=PATH");
   app.add_option("--owner", ownerSpec,
                  "owner of what enclaves create in the exports given here: squash (the "
                  "server's ids), squash:UID:GID, or passthrough (the enclave's ids)");
   app.add_option("--log-level", logLevel, "trace, debug, info, warn, error or off");
+  auto range = [](const ConfigRange& r) { return CLI::Range(r.min, r.max); };
   app.add_option("--pool-threads", poolThreads, "threads for calls io_uring cannot make")
-      ->check(CLI::Range(1, 64));
+      ->check(range(kPoolThreadsRange));
   app.add_option("--max-in-flight", limits.maxInFlight, "requests served at once per client")
-      ->check(CLI::Range(1, 65536));
+      ->check(range(kMaxInFlightRange));
   app.add_option("--max-nodes", limits.maxNodes, "inodes a client may hold")
-      ->check(CLI::Range(16, 1 << 24));
+      ->check(range(kMaxNodesRange));
   app.add_option("--max-clients", limits.maxClients, "connections served at once")
-      ->check(CLI::Range(1, 65536));
+      ->check(range(kMaxClientsRange));
   app.add_option("--max-handles", limits.maxHandles, "open files a client may hold")
-      ->check(CLI::Range(16, 1 << 20));
+      ->check(range(kMaxHandlesRange));
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -103,17 +114,37 @@ int run(int argc, char** argv) {
     return fail(e.what());
   }
 
+  HostConfig config;
+  if (!configPath.empty()) {
+    auto loaded = loadHostConfig(configPath);
+    if (!loaded) return fail(loaded.error());
+    config = std::move(*loaded);
+  }
+
   auto level = parseLogLevel(logLevel);
   if (!level) return fail("unknown log level '" + logLevel + "'");
+  if (app.count("--log-level") == 0 && config.logLevel) level = config.logLevel;
   setLogLevel(*level);
 
-  auto address = parseAddress(listen);
-  if (!address) return fail(address.error());
-  if (exportsRw.empty() && exportsRo.empty()) return fail("nothing to serve: give --export NAME=PATH");
+  std::optional<Address> address = config.listen;
+  if (app.count("--listen") != 0) {
+    auto parsed = parseAddress(listen);
+    if (!parsed) return fail(parsed.error());
+    address = *parsed;
+  }
+  if (!address) return fail("no address to serve on: give --listen or 'listen:' in the config");
+  merge(poolThreads, app, "--pool-threads", config.limits.poolThreads);
+  merge(limits.maxInFlight, app, "--max-in-flight", config.limits.maxInFlight);
+  merge(limits.maxNodes, app, "--max-nodes", config.limits.maxNodes);
+  merge(limits.maxClients, app, "--max-clients", config.limits.maxClients);
+  merge(limits.maxHandles, app, "--max-handles", config.limits.maxHandles);
 
   auto owner = parseOwnerSpec(ownerSpec);
   if (!owner) return fail(owner.error());
   ExportTable exports;
+  for (const auto& settings : config.exports) {
+    if (auto added = exports.add(settings); !added) return fail(added.error());
+  }
   for (auto [specs, readOnly] : {std::pair{&exportsRw, false}, std::pair{&exportsRo, true}}) {
     for (const auto& spec : *specs) {
       auto parsed = parseExportSpec(spec);
@@ -125,6 +156,9 @@ int run(int argc, char** argv) {
       settings.readOnly = readOnly;
       if (auto added = exports.add(settings); !added) return fail(added.error());
     }
+  }
+  if (exports.all().empty()) {
+    return fail("nothing to serve: give --export NAME=PATH or 'exports:' in the config");
   }
 
   // Modes arrive from the enclave already masked by the enclave's umask.

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "support/harness.h"
 #include "support/require_root.h"
@@ -144,5 +145,116 @@ TEST_CASE("a malformed --owner is refused with one line naming it") {
                 "data=" + (dir / "export"), "--owner", "squash:12"});
   CHECK(r.exitCode == 1);
   CHECK(r.output.find("owner 'squash:12'") != std::string::npos);
+  CHECK(std::count(r.output.begin(), r.output.end(), '\n') == 1);
+}
+
+// ---- the host configuration file --------------------------------------------------------------
+
+namespace {
+
+// A server configured by a YAML file; `exportsYaml` is the text under `exports:`.
+struct Configured {
+  explicit Configured(const std::string& exportsYaml, const std::vector<std::string>& extra = {})
+      : server(dir / "sock", arguments(exportsYaml, extra)) {}
+
+  std::vector<std::string> arguments(const std::string& exportsYaml,
+                                     const std::vector<std::string>& extra) {
+    ::mkdir((dir / "export").c_str(), 0755);
+    std::string yaml = "version: 1\nexports:\n" + exportsYaml;
+    size_t at;
+    while ((at = yaml.find("EXPORT")) != std::string::npos) yaml.replace(at, 6, dir / "export");
+    writeFile(dir / "hostd.yaml", yaml);
+    std::vector<std::string> args = {"--config", dir / "hostd.yaml"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  }
+  std::string mountPoint(const std::string& name) {
+    ::mkdir((dir / name).c_str(), 0755);
+    return dir / name;
+  }
+  RunResult tryMount(const std::string& name) {
+    return run({mountPath(), "--host", server.address(), "--export", "data", mountPoint(name)});
+  }
+
+  TempDir dir;
+  HostServer server;
+};
+
+}  // namespace
+
+TEST_CASE("a peer the export's policy does not allow is refused with an error naming the export") {
+  Configured c("  - name: data\n    path: EXPORT\n    allow:\n      uids: [12345]\n");
+  auto r = c.tryMount("mnt");
+  CHECK(r.exitCode == 1);
+  CHECK(r.output.find("may not mount export 'data'") != std::string::npos);
+  CHECK(std::count(r.output.begin(), r.output.end(), '\n') == 1);
+  CHECK_FALSE(isMountPoint(c.dir / "mnt"));
+  CHECK(c.server.log().find("may not mount export 'data'") != std::string::npos);
+}
+
+TEST_CASE("a peer the export's policy allows mounts it") {
+  Configured c("  - name: data\n    path: EXPORT\n    allow:\n      uids: [" +
+               std::to_string(::geteuid()) + "]\n");
+  Mount mount(c.server.address(), "data", c.mountPoint("mnt"));
+  writeFile(mount / "hello", "hi");
+  CHECK(readFile(c.dir / "export/hello") == "hi");
+}
+
+TEST_CASE("connections per peer are capped per export") {
+  Configured c("  - name: data\n    path: EXPORT\n    maxConnectionsPerPeer: 1\n");
+  Mount first(c.server.address(), "data", c.mountPoint("one"));
+  auto second = c.tryMount("two");
+  CHECK(second.exitCode == 1);
+  CHECK(second.output.find("already has 1 connections") != std::string::npos);
+  CHECK_FALSE(isMountPoint(c.dir / "two"));
+  first.unmount();
+  // The slot is free again once the first client is gone (its session ends asynchronously).
+  RunResult again;
+  for (int i = 0; i < 100; ++i) {
+    again = c.tryMount("two");
+    if (again.exitCode == 0) break;
+    ::usleep(20000);
+  }
+  CHECK(again.exitCode == 0);
+}
+
+TEST_CASE("open handles per peer are capped across its connections") {
+  Configured c("  - name: data\n    path: EXPORT\n    maxHandlesPerPeer: 16\n");
+  Mount a(c.server.address(), "data", c.mountPoint("a"));
+  Mount b(c.server.address(), "data", c.mountPoint("b"));
+  std::vector<int> fds;
+  int lastErr = 0;
+  for (int i = 0; i < 20; ++i) {
+    const Mount& m = i % 2 == 0 ? a : b;
+    int fd = ::open((m / ("f" + std::to_string(i))).c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      lastErr = errno;
+      break;
+    }
+    fds.push_back(fd);
+  }
+  CHECK(fds.size() == 16);
+  CHECK(lastErr == EMFILE);
+  for (int fd : fds) ::close(fd);
+}
+
+TEST_CASE("an export read-only in the config refuses writes, and the command line adds exports") {
+  Configured c("  - name: data\n    path: EXPORT\n    readOnly: true\n",
+               {"--export-ro", "extra=/usr/share"});
+  Mount mount(c.server.address(), "data", c.mountPoint("mnt"));
+  errno = 0;
+  CHECK(::open((mount / "new").c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644) == -1);
+  CHECK(errno == EROFS);
+  Mount extra(c.server.address(), "extra", c.mountPoint("extra"));
+  CHECK(isMountPoint(c.dir / "extra"));
+}
+
+TEST_CASE("a broken config stops the server with one line naming the file, line and key") {
+  TempDir dir;
+  writeFile(dir / "bad.yaml", "version: 1\nlisten: unix:/tmp/x\nlimits:\n  maxClient: 3\n");
+  auto r = run({hostdPath(), "--config", dir / "bad.yaml"});
+  CHECK(r.exitCode == 1);
+  CHECK(r.output.find(dir / "bad.yaml:4") != std::string::npos);
+  CHECK(r.output.find("maxClient") != std::string::npos);
   CHECK(std::count(r.output.begin(), r.output.end(), '\n') == 1);
 }
