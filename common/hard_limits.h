@@ -27,6 +27,9 @@ constexpr std::uint32_t kMaxXattrValueBytes = 64 * 1024;
 // Nodes in one forget batch.
 constexpr std::size_t kMaxForgetItems = 4096;
 
+// Invalidations in one notify frame (each list).
+constexpr std::size_t kMaxNotifyItems = 4096;
+
 // Cap'n Proto traversal limits for hostile input: a message can never make the reader walk
 // more than a few times its own size.
 constexpr std::uint64_t kTraversalLimitWords = 4 * (kMaxMessageBytes / 8);

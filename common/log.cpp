@@ -19,8 +19,8 @@ spdlog::sink_ptr& currentSink() {
 std::shared_ptr<spdlog::logger> logger(const std::string& component) {
   if (auto existing = spdlog::get(component)) return existing;
   auto created = std::make_shared<spdlog::logger>(component, currentSink());
+  spdlog::initialize_logger(created);  // registers it, with the global level and pattern
   created->set_pattern(kPattern);
-  spdlog::initialize_logger(created);
   return created;
 }
 

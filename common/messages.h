@@ -16,6 +16,10 @@ using HandleId = std::uint64_t;
 
 constexpr std::uint32_t kProtocolVersion = 1;
 
+// Feature bits of Hello (what the client understands) and Welcome (what the host does).
+// Change notifications: the host pushes notify frames when what a client holds changes.
+constexpr std::uint64_t kFeatureChangeNotify = 1u << 0;
+
 // The export's root is node 1 on every connection, as it is for the FUSE kernel module.
 constexpr NodeId kRootNode = 1;
 
@@ -262,6 +266,18 @@ using Body = std::variant<body::None, Entry, Attr, body::Opened, body::Created, 
 struct Reply {
   int error = 0;  // 0 or a positive errno; an error reply has no body
   Body body;
+};
+
+// Pushed by the host: what the enclave kernel must stop trusting from its caches.
+struct Notify {
+  struct EntryChange {
+    NodeId parent = 0;
+    std::string name;
+    bool operator==(const EntryChange&) const = default;
+  };
+  std::vector<EntryChange> entries;
+  std::vector<NodeId> inodes;
+  bool empty() const { return entries.empty() && inodes.empty(); }
 };
 
 }  // namespace enclavefs::msg

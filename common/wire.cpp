@@ -435,6 +435,19 @@ Words encode(const msg::Reply& reply) {
   return capnp::messageToFlatArray(builder);
 }
 
+Words encode(const msg::Notify& notify) {
+  capnp::MallocMessageBuilder builder(256);
+  auto b = builder.initRoot<Notify>();
+  auto entries = b.initEntries(static_cast<unsigned>(notify.entries.size()));
+  for (unsigned i = 0; i < notify.entries.size(); ++i) {
+    entries[i].setParent(notify.entries[i].parent);
+    entries[i].setName(textPtr(notify.entries[i].name));
+  }
+  auto inodes = b.initInodes(static_cast<unsigned>(notify.inodes.size()));
+  for (unsigned i = 0; i < notify.inodes.size(); ++i) inodes.set(i, notify.inodes[i]);
+  return capnp::messageToFlatArray(builder);
+}
+
 Result<msg::Hello, std::string> decodeHello(WordsView words) {
   return guarded<msg::Hello>([&] {
     capnp::FlatArrayMessageReader reader(words, hostileInputOptions());
@@ -481,6 +494,26 @@ Result<msg::Request, std::string> decodeRequest(WordsView words) {
     request.op = getOp(r);
     request.lockOwner = r.getLockOwner();
     return request;
+  });
+}
+
+Result<msg::Notify, std::string> decodeNotify(WordsView words) {
+  return guarded<msg::Notify>([&] {
+    capnp::FlatArrayMessageReader reader(words, hostileInputOptions());
+    auto r = reader.getRoot<Notify>();
+    auto entries = r.getEntries();
+    auto inodes = r.getInodes();
+    if (entries.size() > limits::kMaxNotifyItems || inodes.size() > limits::kMaxNotifyItems) {
+      throw DecodeError{"notify batch too large"};
+    }
+    msg::Notify notify;
+    notify.entries.reserve(entries.size());
+    for (auto e : entries) {
+      notify.entries.push_back({e.getParent(), text(e.getName(), limits::kMaxNameBytes, "name")});
+    }
+    notify.inodes.reserve(inodes.size());
+    for (auto node : inodes) notify.inodes.push_back(node);
+    return notify;
   });
 }
 

@@ -25,10 +25,12 @@ Words encode(const msg::Hello& hello);
 Words encode(const msg::Welcome& welcome);
 Words encode(const msg::Request& request);
 Words encode(const msg::Reply& reply);
+Words encode(const msg::Notify& notify);
 
 Result<msg::Hello, std::string> decodeHello(WordsView words);
 Result<msg::Welcome, std::string> decodeWelcome(WordsView words);
 Result<msg::Request, std::string> decodeRequest(WordsView words);
 Result<msg::Reply, std::string> decodeReply(WordsView words);
+Result<msg::Notify, std::string> decodeNotify(WordsView words);
 
 }  // namespace enclavefs::wire

@@ -4,8 +4,13 @@
 
 namespace enclavefs::enclave {
 
-BasicFs::BasicFs(Connection& connection, CacheTimeouts timeouts, FsPolicy policy)
-    : connection_(connection), timeouts_(timeouts), policy_(policy), log_(logger("mount")) {
+BasicFs::BasicFs(Connection& connection, CachePolicy cache, FsPolicy policy,
+                 Invalidator& invalidator)
+    : connection_(connection),
+      cache_(cache),
+      policy_(policy),
+      invalidator_(invalidator),
+      log_(logger("mount")) {
   nodes_.addRoot(connection.welcome().root.mode);
 }
 
@@ -55,8 +60,8 @@ fuse_entry_param BasicFs::entryParam(const msg::Entry& entry) const {
   e.ino = entry.node;
   e.generation = entry.generation;
   e.attr = statOf(entry.attr);
-  e.attr_timeout = timeouts_.attr;
-  e.entry_timeout = timeouts_.entry;
+  e.attr_timeout = cache_.timeouts.attr;
+  e.entry_timeout = cache_.timeouts.entry;
   return e;
 }
 

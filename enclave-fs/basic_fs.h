@@ -26,6 +26,7 @@
 #include "common/log.h"
 #include "common/messages.h"
 #include "enclave-fs/connection.h"
+#include "enclave-fs/invalidator.h"
 #include "enclave-fs/node_registry.h"
 #include "enclave-fs/reply_check.h"
 
@@ -41,9 +42,16 @@ struct FsPolicy {
   bool followOutwardSymlinks = false;  // absolute or ".." link targets
 };
 
+// How the kernel may cache.
+struct CachePolicy {
+  CacheTimeouts timeouts;
+  // Keep a file's cached pages across opens: right only while the host pushes changes.
+  bool keepPagesAcrossOpens = false;
+};
+
 class BasicFs {
  public:
-  BasicFs(Connection& connection, CacheTimeouts timeouts, FsPolicy policy);
+  BasicFs(Connection& connection, CachePolicy cache, FsPolicy policy, Invalidator& invalidator);
 
   static BasicFs& of(fuse_req_t req) { return *static_cast<BasicFs*>(fuse_req_userdata(req)); }
 
@@ -69,14 +77,17 @@ class BasicFs {
   struct stat statOf(const msg::Attr& attr) const;
 
   NodeRegistry& nodes() { return nodes_; }
-  const CacheTimeouts& timeouts() const { return timeouts_; }
+  const CacheTimeouts& timeouts() const { return cache_.timeouts; }
+  bool keepPagesAcrossOpens() const { return cache_.keepPagesAcrossOpens; }
   const FsPolicy& policy() const { return policy_; }
   Connection& connection() { return connection_; }
+  Invalidator& invalidator() { return invalidator_; }
 
  private:
   Connection& connection_;
-  CacheTimeouts timeouts_;
+  CachePolicy cache_;
   FsPolicy policy_;
+  Invalidator& invalidator_;
   NodeRegistry nodes_;
   std::shared_ptr<spdlog::logger> log_;
 };

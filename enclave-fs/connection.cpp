@@ -11,6 +11,7 @@
 
 #include "common/log.h"
 #include "common/wire.h"
+#include "enclave-fs/reply_check.h"
 
 namespace enclavefs::enclave {
 namespace {
@@ -222,6 +223,16 @@ void Connection::receive() {
 }
 
 void Connection::dispatch(const FrameView& frame) {
+  if (frame.header.kind == FrameKind::notify) {
+    auto notify = wire::decodeNotify(frame.message);
+    Check valid = notify ? checkNotify(*notify) : Check(Fail{notify.error()});
+    if (!valid) {
+      fail("host sent a malformed change notification: " + printable(valid.error()));
+      return;
+    }
+    if (notifyHandler_) notifyHandler_(std::move(*notify));
+    return;
+  }
   if (frame.header.kind != FrameKind::reply) {
     fail("host sent an unexpected frame kind " + std::to_string(static_cast<int>(frame.header.kind)));
     return;

@@ -65,6 +65,10 @@ class Connection {
 
   bool alive() const { return alive_.load(std::memory_order_acquire); }
 
+  // Where the host's change notifications go, decoded and checked (set before start()).
+  using NotifyHandler = std::function<void(msg::Notify)>;
+  void onNotify(NotifyHandler handler) { notifyHandler_ = std::move(handler); }
+
  private:
   struct Pending {
     ReplyHandler handler;
@@ -89,6 +93,7 @@ class Connection {
   std::mutex pendingMutex_;
   std::unordered_map<std::uint64_t, Pending> pending_;
   UniqueFd stopEvent_;
+  NotifyHandler notifyHandler_;
   std::thread receiver_;
 };
 

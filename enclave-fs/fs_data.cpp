@@ -32,6 +32,7 @@ void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
               return;
             }
             info.fh = (*opened)->handle;
+            info.keep_cache = fs.keepPagesAcrossOpens() ? 1 : 0;
             if (fuse_reply_open(req, &info) != 0) releaseOnHost(fs, req, ino, info.fh);
           });
 }

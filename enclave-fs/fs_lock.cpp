@@ -21,6 +21,22 @@ msg::Lock toLock(const struct flock& fl) {
   return lock;
 }
 
+// A granted lock is where another enclave's writes become this one's to read: the file's
+// cached pages and attributes are dropped before the application hears it has the lock.
+void replyLocked(BasicFs& fs, fuse_req_t req, fuse_ino_t ino, const char* op, bool acquired,
+                 const Result<Answer>& answer) {
+  auto body = expect<msg::body::None>(fs, op, answer);
+  if (!body) {
+    fuse_reply_err(req, body.error().value);
+    return;
+  }
+  if (!acquired) {
+    fuse_reply_err(req, 0);
+    return;
+  }
+  fs.invalidator().invalidateThen(ino, [req] { fuse_reply_err(req, 0); });
+}
+
 }  // namespace
 
 void getlk(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi, struct flock* lock) {
@@ -52,7 +68,10 @@ void setlk(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi, struct flock* loc
   BasicFs& fs = BasicFs::of(req);
   msg::op::SetLock op{fi->lock_owner, toLock(*lock), sleep != 0};
   auto r = fs.request(req, ino, op, nullptr, fi->fh);
-  auto reply = [&fs, req](Result<Answer> a) { replyStatus(fs, req, "setlk", a); };
+  const bool acquired = lock->l_type != F_UNLCK;
+  auto reply = [&fs, req, ino, acquired](Result<Answer> a) {
+    replyLocked(fs, req, ino, "setlk", acquired, a);
+  };
   if (sleep != 0) {
     fs.sendUnbounded(r, reply);
   } else {
@@ -63,7 +82,10 @@ void setlk(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi, struct flock* loc
 void flock(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi, int op) {
   BasicFs& fs = BasicFs::of(req);
   auto r = fs.request(req, ino, msg::op::Flock{static_cast<std::uint32_t>(op)}, nullptr, fi->fh);
-  auto reply = [&fs, req](Result<Answer> a) { replyStatus(fs, req, "flock", a); };
+  const bool acquired = (op & LOCK_UN) == 0;
+  auto reply = [&fs, req, ino, acquired](Result<Answer> a) {
+    replyLocked(fs, req, ino, "flock", acquired, a);
+  };
   if ((op & LOCK_NB) == 0 && (op & LOCK_UN) == 0) {
     fs.sendUnbounded(r, reply);
   } else {

@@ -8,13 +8,17 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/address.h"
 #include "common/log.h"
+#include "enclave-fs/background.h"
 #include "enclave-fs/basic_fs.h"
 #include "enclave-fs/connection.h"
+#include "enclave-fs/invalidator.h"
 #include "enclave-fs/mount_options.h"
 
 namespace enclavefs::enclave {
@@ -99,6 +103,7 @@ int run(int argc, char** argv) {
   hello.version = msg::kProtocolVersion;
   hello.kind = msg::MountKind::basic;
   hello.name = exportName;
+  hello.features = msg::kFeatureChangeNotify;
   auto timeout = std::chrono::milliseconds(
       static_cast<long long>(options->requestTimeoutSeconds * 1000));
   auto connection = Connection::open(*address, hello, std::min(timeout, std::chrono::milliseconds(10000)));
@@ -107,7 +112,11 @@ int run(int argc, char** argv) {
   if (auto ok = checkMountPoint(mountPoint, conn.welcome().root.mode); !ok) return fail(ok.error());
   if (conn.welcome().readOnly) options->readOnly = true;
 
-  BasicFs fs(conn, options->cache, options->policy);
+  const bool hostPushesChanges = (conn.welcome().features & msg::kFeatureChangeNotify) != 0;
+  Invalidator invalidator;
+  BasicFs fs(conn, {options->cacheTimeouts(hostPushesChanges), hostPushesChanges},
+             options->policy, invalidator);
+  conn.onNotify([&invalidator](msg::Notify notify) { invalidator.post(std::move(notify)); });
   std::string kernelOptions = options->kernelOptions(exportName);
   std::vector<const char*> args = {kProgram, "-o", kernelOptions.c_str()};
   if (options->debug) args.push_back("-d");
@@ -122,17 +131,37 @@ int run(int argc, char** argv) {
     return fail("cannot mount on " + mountPoint + " (is /dev/fuse available, and are we root?)");
   }
   session.mounted = true;
-  logger("mount")->info("mounted export '{}' from {} on {}", exportName, address->toString(),
-                        mountPoint);
-  if (fuse_daemonize(foreground ? 1 : 0) != 0) return fail("cannot go to the background");
+  std::optional<Background> background;
+  if (!foreground) {
+    background = Background::detach([&] { fuse_session_unmount(session.session); });
+  }
 
   conn.start();
+  // Once the kernel has fetched the root through the mount, the mount answers: the command
+  // may return. The kernel starts with placeholder attributes for the root (no permission
+  // bits), and an invalidation that crosses a getattr makes it drop the answer and check
+  // permissions against the placeholder; so changes are applied only from then on (until
+  // then they queue, and there is nothing cached to drop anyway).
+  std::thread primer([&] {
+    struct stat root;
+    if (::stat(mountPoint.c_str(), &root) != 0) {
+      logger("mount")->error("the mount does not answer: {}", std::strerror(errno));
+      fuse_session_exit(session.session);
+      return;
+    }
+    logger("mount")->info("mounted export '{}' from {} on {}", exportName, address->toString(),
+                          mountPoint);
+    invalidator.start(session.session);
+    if (background) background->ready();
+  });
   fuse_loop_config* loop = fuse_loop_cfg_create();
   fuse_loop_cfg_set_max_threads(loop, options->maxThreads);
   fuse_loop_cfg_set_idle_threads(loop, std::min(2u, options->maxThreads));
   int rc = fuse_session_loop_mt(session.session, loop);
   fuse_loop_cfg_destroy(loop);
+  primer.join();
   conn.stop();
+  invalidator.stop();
   logger("mount")->info("unmounted {}", mountPoint);
   return rc == 0 ? 0 : 1;
 }

@@ -6,12 +6,22 @@
 namespace enclavefs::enclave {
 namespace {
 
+// Without pushed changes a host's change shows within a second; with them, the timeouts only
+// bound changes inotify cannot see (writes through a host process's shared mapping).
+constexpr double kShortCacheSeconds = 1;
+constexpr double kLongCacheSeconds = 30;
+
 bool parseSeconds(const std::string& text, double& out) {
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
   return ec == std::errc() && end == text.data() + text.size() && out >= 0 && out <= 86400;
 }
 
 }  // namespace
+
+CacheTimeouts MountOptions::cacheTimeouts(bool hostPushesChanges) const {
+  const double fallback = hostPushesChanges ? kLongCacheSeconds : kShortCacheSeconds;
+  return {entryTimeout.value_or(fallback), attrTimeout.value_or(fallback)};
+}
 
 std::string MountOptions::kernelOptions(const std::string& exportName) const {
   // libfuse splits options at commas; an export name may contain them.
@@ -38,10 +48,12 @@ Result<MountOptions, std::string> parseMountOptions(const std::vector<std::strin
       std::string key = item.substr(0, eq);
       std::string value = eq == std::string::npos ? "" : item.substr(eq + 1);
       bool hasValue = eq != std::string::npos;
-      auto seconds = [&](double& out) -> Result<void, std::string> {
-        if (!hasValue || !parseSeconds(value, out)) {
+      auto seconds = [&](auto& out) -> Result<void, std::string> {
+        double parsed = 0;
+        if (!hasValue || !parseSeconds(value, parsed)) {
           return Fail{"mount option '" + item + "' needs a number of seconds (0-86400)"};
         }
+        out = parsed;
         return {};
       };
       Result<void, std::string> ok;
@@ -69,9 +81,9 @@ Result<MountOptions, std::string> parseMountOptions(const std::vector<std::strin
       } else if (key == "debug" && !hasValue) {
         options.debug = true;
       } else if (key == "entry_timeout") {
-        ok = seconds(options.cache.entry);
+        ok = seconds(options.entryTimeout);
       } else if (key == "attr_timeout") {
-        ok = seconds(options.cache.attr);
+        ok = seconds(options.attrTimeout);
       } else if (key == "timeout") {
         ok = seconds(options.requestTimeoutSeconds);
         if (ok && options.requestTimeoutSeconds < 1) {

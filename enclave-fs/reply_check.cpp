@@ -116,6 +116,17 @@ Check checkLock(const msg::Lock& lock) {
   return {};
 }
 
+Check checkNotify(const msg::Notify& notify) {
+  for (const auto& e : notify.entries) {
+    if (e.parent == 0) return Fail{std::string("change names node 0")};
+    if (auto ok = checkName(e.name); !ok) return ok;
+  }
+  for (msg::NodeId node : notify.inodes) {
+    if (node == 0) return Fail{std::string("change names node 0")};
+  }
+  return {};
+}
+
 Check checkStatFs(const msg::body::StatFs& st) {
   if (st.bsize == 0 || st.frsize == 0) return Fail{std::string("statfs block size 0")};
   if (st.namemax == 0 || st.namemax > limits::kMaxNameBytes) {

@@ -37,6 +37,7 @@ Check checkLinkTarget(const std::string& target);
 Check checkLinkStaysInside(const std::string& target);
 Check checkStatFs(const msg::body::StatFs& st);
 Check checkLock(const msg::Lock& lock);
+Check checkNotify(const msg::Notify& notify);
 Check checkXattrList(std::span<const std::byte> names);
 
 }  // namespace enclavefs::enclave

@@ -38,6 +38,7 @@ Result<NodeRef> NodeTable::adopt(UniqueFd fd, const struct statx& st) {
   byInode_.emplace(key, node->id);
   inodeOf_.emplace(node->id, key);
   byId_.emplace(node->id, node);
+  if (node->type == S_IFDIR && observer_.directoryAdded) observer_.directoryAdded(*node);
   return node;
 }
 
@@ -48,10 +49,23 @@ void NodeTable::forget(msg::NodeId id, std::uint64_t count) {
   Node& node = *it->second;
   node.lookups -= std::min(count, node.lookups);
   if (node.lookups > 0) return;
+  if (observer_.removed) observer_.removed(node);
   auto key = inodeOf_.find(id);
   byInode_.erase(key->second);
   inodeOf_.erase(key);
   byId_.erase(it);
+}
+
+msg::NodeId NodeTable::findByInode(std::uint64_t dev, std::uint64_t ino) const {
+  auto it = byInode_.find({dev, ino});
+  return it == byInode_.end() ? 0 : it->second;
+}
+
+std::vector<msg::NodeId> NodeTable::ids() const {
+  std::vector<msg::NodeId> out;
+  out.reserve(byId_.size());
+  for (const auto& [id, node] : byId_) out.push_back(id);
+  return out;
 }
 
 }  // namespace enclavefs::host

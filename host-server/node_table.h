@@ -8,7 +8,9 @@
 #include <linux/stat.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <vector>
 #include <memory>
 #include <unordered_map>
 #include <utility>
@@ -35,6 +37,13 @@ class NodeTable {
  public:
   explicit NodeTable(std::size_t limit) : limit_(limit) {}
 
+  // Told when a directory node is made and when any node is removed (change watching).
+  struct Observer {
+    std::function<void(const Node&)> directoryAdded;
+    std::function<void(const Node&)> removed;
+  };
+  void observe(Observer observer) { observer_ = std::move(observer); }
+
   // Installs the export root as node 1 (never forgotten).
   void setRoot(UniqueFd fd, std::uint32_t type);
 
@@ -46,12 +55,17 @@ class NodeTable {
 
   void forget(msg::NodeId id, std::uint64_t count);
 
+  // The node of a host inode, or 0 if this connection holds none.
+  msg::NodeId findByInode(std::uint64_t dev, std::uint64_t ino) const;
+  std::vector<msg::NodeId> ids() const;
+
   std::size_t size() const { return byId_.size(); }
   // No new node fits: an operation that would make one must fail before it changes anything.
   bool full() const { return byId_.size() >= limit_; }
 
  private:
   std::size_t limit_;
+  Observer observer_;
   msg::NodeId next_ = msg::kRootNode + 1;
   std::unordered_map<msg::NodeId, NodeRef> byId_;
   std::map<std::pair<std::uint64_t, std::uint64_t>, msg::NodeId> byInode_;  // (dev, ino)

@@ -12,6 +12,7 @@
 #include "common/address.h"
 #include "common/unique_fd.h"
 #include "host-server/blocking_pool.h"
+#include "host-server/change_watch.h"
 #include "host-server/exports.h"
 #include "host-server/session.h"
 #include "host-server/uring.h"
@@ -34,6 +35,7 @@ class Server {
   BlockingPool& pool() { return pool_; }
   const ExportTable& exports() const { return exports_; }
   const SessionLimits& limits() const { return limits_; }
+  ChangeWatch& changes() { return changes_; }
 
   void sessionEnded(std::uint64_t id) { sessions_.erase(id); }
 
@@ -67,6 +69,7 @@ class Server {
   SessionLimits limits_;
   UniqueFd listener_;
   Address address_;
+  ChangeWatch changes_{ring_};
   Accept accept_{*this};
   Cancel cancel_;
   bool accepting_ = false;

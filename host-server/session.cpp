@@ -3,8 +3,10 @@
 #include <fcntl.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <tuple>
 
 #include "common/hard_limits.h"
 #include "common/log.h"
@@ -34,6 +36,7 @@ Session::Session(Server& server, UniqueFd socket, Peer peer, std::uint64_t id)
 
 Session::~Session() {
   log_->info("client {} ({}) disconnected", id_, peer_.describe());
+  server_.changes().unwatchSession(id_);
   if (usage_) --usage_->connections;
   server_.sessionEnded(id_);
 }
@@ -195,15 +198,22 @@ void Session::handleHello(const FrameView& frame) {
     return;
   }
   export_ = exported;
+  pushChanges_ = (hello->features & msg::kFeatureChangeNotify) && server_.changes().available();
+  if (pushChanges_) {
+    nodes_.observe({[this](const Node& dir) { server_.changes().watch(shared_from_this(), dir); },
+                    [this](const Node& node) { server_.changes().unwatch(id_, node.id); }});
+  }
   usage_ = std::move(usage);
   ++usage_->connections;
   if (exported->maxHandlesPerPeer) handles_.shareWithPeer(usage_, *exported->maxHandlesPerPeer);
   handshakeTimer_.disarm();
   nodes_.setRoot(std::move(root), st.stx_mode & S_IFMT);
+  if (pushChanges_) server_.changes().watch(shared_from_this(), *nodes_.find(msg::kRootNode));
 
   msg::Welcome welcome;
   welcome.version = msg::kProtocolVersion;
   welcome.readOnly = exported->readOnly;
+  welcome.features = pushChanges_ ? msg::kFeatureChangeNotify : 0;
   welcome.maxWrite = limits::kMaxIoBytes;
   welcome.maxRead = limits::kMaxIoBytes;
   welcome.root = toAttr(st);
@@ -269,6 +279,51 @@ void Session::HandshakeTimer::complete(int result) {
   if (result == -ETIME && session_.export_ == nullptr) {
     session_.close("no handshake within " +
                    std::to_string(session_.limits_.handshakeTimeout.count()) + " s");
+  }
+}
+
+// ---- pushing changes ------------------------------------------------------------------------
+
+void Session::noteChangedNode(msg::NodeId node) { changes_.inodes.push_back(node); }
+
+void Session::noteChangedEntry(msg::NodeId parent, const std::string& name) {
+  changes_.entries.push_back({parent, name});
+}
+
+void Session::noteChangedInode(std::uint64_t dev, std::uint64_t ino) {
+  if (msg::NodeId node = nodes_.findByInode(dev, ino)) changes_.inodes.push_back(node);
+}
+
+void Session::noteEverythingChanged() {
+  auto ids = nodes_.ids();
+  changes_.inodes.insert(changes_.inodes.end(), ids.begin(), ids.end());
+}
+
+void Session::pushChanges() {
+  if (closed_ || export_ == nullptr) {
+    changes_ = {};
+    return;
+  }
+  // One change is often seen many times in a batch (a write is many IN_MODIFY events).
+  std::sort(changes_.inodes.begin(), changes_.inodes.end());
+  changes_.inodes.erase(std::unique(changes_.inodes.begin(), changes_.inodes.end()),
+                        changes_.inodes.end());
+  auto byPlace = [](const auto& a, const auto& b) {
+    return std::tie(a.parent, a.name) < std::tie(b.parent, b.name);
+  };
+  std::sort(changes_.entries.begin(), changes_.entries.end(), byPlace);
+  changes_.entries.erase(std::unique(changes_.entries.begin(), changes_.entries.end()),
+                         changes_.entries.end());
+  while (!changes_.empty()) {
+    msg::Notify frame;
+    auto take = [](auto& from, auto& to) {
+      std::size_t n = std::min(from.size(), limits::kMaxNotifyItems);
+      to.assign(std::make_move_iterator(from.begin()), std::make_move_iterator(from.begin() + n));
+      from.erase(from.begin(), from.begin() + n);
+    };
+    take(changes_.entries, frame.entries);
+    take(changes_.inodes, frame.inodes);
+    enqueue(FrameKind::notify, 0, wire::encode(frame), {});
   }
 }
 

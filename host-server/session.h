@@ -73,6 +73,13 @@ class Session : public std::enable_shared_from_this<Session> {
   // Closes the connection; operations in flight finish and their replies are dropped.
   void close(const std::string& why);
 
+  // Changes the change watch saw in what this client holds; pushChanges() sends them.
+  void noteChangedNode(msg::NodeId node);
+  void noteChangedEntry(msg::NodeId parent, const std::string& name);
+  void noteChangedInode(std::uint64_t dev, std::uint64_t ino);
+  void noteEverythingChanged();
+  void pushChanges();
+
   // For operation handlers.
   Ring& ring();
   BlockingPool& pool();
@@ -158,6 +165,7 @@ class Session : public std::enable_shared_from_this<Session> {
   SessionLimits limits_;
 
   const Export* export_ = nullptr;  // set by the handshake
+  bool pushChanges_ = false;        // the client understands notify frames, and we can watch
   std::shared_ptr<PeerUsage> usage_;  // what the peer holds of the export
   NodeTable nodes_;
   HandleTable handles_;
@@ -170,6 +178,8 @@ class Session : public std::enable_shared_from_this<Session> {
   std::size_t inFlight_ = 0;
   bool paused_ = false;  // reading stopped by back-pressure
   HandshakeTimer handshakeTimer_{*this};
+
+  msg::Notify changes_;  // seen, not yet pushed
 
   std::deque<OutFrame> out_;
   std::size_t outSentOfFront_ = 0;  // bytes of out_.front() already sent

@@ -225,6 +225,18 @@ struct Reply {
   }
 }
 
+# kind = notify, id 0: the host saw these change (another client, or a host process) and the
+# enclave drops what its kernel cached of them.
+struct Notify {
+  entries @0 :List(EntryChange);  # a name in a directory now means something else
+  inodes @1 :List(UInt64);        # a node's attributes or data changed
+}
+
+struct EntryChange {
+  parent @0 :UInt64;
+  name @1 :Text;
+}
+
 struct Created {
   entry @0 :Entry;
   handle @1 :UInt64;

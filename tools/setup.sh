@@ -10,7 +10,8 @@ packages=(
   libfuse3-dev fuse3 capnproto libcapnp-dev liburing-dev libxxhash-dev
   libspdlog-dev libfmt-dev doctest-dev libcli11-dev
   libyaml-cpp-dev nlohmann-json3-dev libsodium-dev
-  e2fsprogs util-linux attr
+  e2fsprogs util-linux attr python3
+  fio sshfs openssh-sftp-server sqlite3
 )
 
 missing=()

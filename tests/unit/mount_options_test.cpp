@@ -56,8 +56,10 @@ TEST_CASE("with no options a mount is read-write, nosuid, nodev and noexec") {
   CHECK_FALSE(o.readOnly);
   CHECK_FALSE(o.exec);
   CHECK_FALSE(o.debug);
-  CHECK(o.cache.entry == 1.0);
-  CHECK(o.cache.attr == 1.0);
+  CHECK(o.cacheTimeouts(false).entry == 1.0);
+  CHECK(o.cacheTimeouts(false).attr == 1.0);
+  CHECK(o.cacheTimeouts(true).entry == 30.0);
+  CHECK(o.cacheTimeouts(true).attr == 30.0);
   CHECK(o.requestTimeoutSeconds == 60);
   CHECK(o.maxThreads == 4);
 
@@ -106,7 +108,7 @@ TEST_CASE("options may come in several groups and combine") {
   CHECK(o.readOnly);
   CHECK(o.exec);
   CHECK(o.debug);
-  CHECK(o.cache.entry == 5.0);
+  CHECK(o.cacheTimeouts(true).entry == 5.0);
   CHECK(o.maxThreads == 8);
 }
 
@@ -139,9 +141,9 @@ TEST_CASE("an unknown option is refused, naming it") {
 
 TEST_CASE("cache timeouts take seconds, fractions included") {
   auto o = parsed({"entry_timeout=2.5,attr_timeout=0"});
-  CHECK(o.cache.entry == 2.5);
-  CHECK(o.cache.attr == 0.0);
-  CHECK(parsed({"attr_timeout=86400"}).cache.attr == 86400.0);
+  CHECK(o.cacheTimeouts(true).entry == 2.5);
+  CHECK(o.cacheTimeouts(false).attr == 0.0);
+  CHECK(parsed({"attr_timeout=86400"}).cacheTimeouts(false).attr == 86400.0);
 }
 
 TEST_CASE("cache timeouts outside 0-86400 seconds or not numbers are refused, naming the option") {

@@ -1,0 +1,139 @@
+#include "host-server/change_watch.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
+#include <cerrno>
+#include <cstring>
+#include <set>
+#include <string>
+
+#include "common/log.h"
+#include "host-server/session.h"
+
+namespace enclavefs::host {
+namespace {
+
+constexpr std::uint32_t kWatchedEvents = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO |
+                                         IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE |
+                                         IN_DELETE_SELF | IN_MOVE_SELF | IN_EXCL_UNLINK;
+constexpr std::uint32_t kEntryEvents = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO;
+constexpr std::uint32_t kContentEvents = IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE;
+
+std::string procPathOf(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
+
+}  // namespace
+
+ChangeWatch::ChangeWatch(Ring& ring)
+    : ring_(ring), inotify_(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) {
+  if (!inotify_) {
+    logger("hostd")->warn("inotify unavailable ({}): clients only see host changes when their "
+                          "caches expire", std::strerror(errno));
+    return;
+  }
+  reader_.arm();
+}
+
+void ChangeWatch::watch(const std::shared_ptr<Session>& session, const Node& node) {
+  if (!inotify_) return;
+  int wd = ::inotify_add_watch(inotify_.get(), procPathOf(node.fd.get()).c_str(), kWatchedEvents);
+  if (wd < 0) {
+    if (!warnedNoWatch_) {
+      logger("hostd")->warn("cannot watch more directories ({}); raise "
+                            "fs.inotify.max_user_watches for prompt coherence",
+                            std::strerror(errno));
+      warnedNoWatch_ = true;
+    }
+    return;
+  }
+  byWatch_[wd].push_back({session, session->id(), node.id, node.fd.get()});
+  watchOf_[{session->id(), node.id}] = wd;
+}
+
+void ChangeWatch::unwatch(std::uint64_t sessionId, msg::NodeId node) {
+  auto it = watchOf_.find({sessionId, node});
+  if (it == watchOf_.end()) return;
+  int wd = it->second;
+  watchOf_.erase(it);
+  auto& watchers = byWatch_[wd];
+  std::erase_if(watchers, [&](const Watcher& w) { return w.sessionId == sessionId && w.node == node; });
+  if (watchers.empty()) {
+    byWatch_.erase(wd);
+    ::inotify_rm_watch(inotify_.get(), wd);
+  }
+}
+
+void ChangeWatch::unwatchSession(std::uint64_t sessionId) {
+  std::vector<msg::NodeId> nodes;
+  for (auto it = watchOf_.lower_bound({sessionId, 0});
+       it != watchOf_.end() && it->first.first == sessionId; ++it) {
+    nodes.push_back(it->first.second);
+  }
+  for (msg::NodeId node : nodes) unwatch(sessionId, node);
+}
+
+void ChangeWatch::Reader::arm() {
+  io_uring_prep_read(watch_.ring_.prepare(this), watch_.inotify_.get(), buffer_, sizeof buffer_, 0);
+}
+
+void ChangeWatch::Reader::complete(int result) {
+  if (result > 0) watch_.dispatch(buffer_, static_cast<std::size_t>(result));
+  if (result >= 0 || result == -EAGAIN || result == -EINTR) {
+    arm();
+  } else {
+    logger("hostd")->error("reading inotify events failed: {}", std::strerror(-result));
+  }
+}
+
+void ChangeWatch::dispatch(const char* events, std::size_t bytes) {
+  std::set<std::shared_ptr<Session>> touched;
+  for (std::size_t at = 0; at < bytes;) {
+    const auto* event = reinterpret_cast<const inotify_event*>(events + at);
+    at += sizeof(inotify_event) + event->len;
+    if (event->mask & IN_Q_OVERFLOW) {
+      overflowed();
+      continue;
+    }
+    auto it = byWatch_.find(event->wd);
+    if (it == byWatch_.end()) continue;
+    const std::string name = event->len > 0 ? std::string(event->name) : std::string();
+    // Which inode a content change is about, once for every session that holds it.
+    std::optional<std::pair<std::uint64_t, std::uint64_t>> child;
+    if (!name.empty() && (event->mask & kContentEvents) && !it->second.empty()) {
+      struct stat st;
+      if (::fstatat(it->second.front().fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        child = {st.st_dev, st.st_ino};
+      }
+    }
+    for (const Watcher& w : it->second) {
+      auto session = w.session.lock();
+      if (!session) continue;
+      if (name.empty() || (event->mask & kEntryEvents)) session->noteChangedNode(w.node);
+      if (!name.empty() && (event->mask & kEntryEvents)) session->noteChangedEntry(w.node, name);
+      if (child) session->noteChangedInode(child->first, child->second);
+      touched.insert(session);
+    }
+    if (event->mask & IN_IGNORED) {
+      for (const Watcher& w : it->second) watchOf_.erase({w.sessionId, w.node});
+      byWatch_.erase(it);
+    }
+  }
+  for (const auto& session : touched) session->pushChanges();
+}
+
+void ChangeWatch::overflowed() {
+  logger("hostd")->warn("inotify queue overflowed: telling every client to drop its caches");
+  std::set<std::shared_ptr<Session>> sessions;
+  for (auto& [wd, watchers] : byWatch_) {
+    for (const Watcher& w : watchers) {
+      if (auto s = w.session.lock()) sessions.insert(s);
+    }
+  }
+  for (const auto& session : sessions) {
+    session->noteEverythingChanged();
+    session->pushChanges();
+  }
+}
+
+}  // namespace enclavefs::host
