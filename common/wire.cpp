@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "common/hard_limits.h"
+#include "common/overloaded.h"
 #include "enclavefs.capnp.h"
 
 namespace enclavefs::wire {
@@ -14,13 +15,6 @@ namespace enclavefs::wire {
 static_assert(msg::kProtocolVersion == PROTOCOL_VERSION);
 
 namespace {
-
-template <class... F>
-struct Overloaded : F... {
-  using F::operator()...;
-};
-template <class... F>
-Overloaded(F...) -> Overloaded<F...>;
 
 // Thrown inside decoders for a value that is well-formed Cap'n Proto but breaks our limits;
 // caught, with Cap'n Proto's own exceptions, at the decode entry points.

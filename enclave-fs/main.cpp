@@ -124,6 +124,7 @@ int run(int argc, char** argv) {
 
   FuseSession session;
   session.session = fuse_session_new(&fuseArgs, &basicOperations(), sizeof(fuse_lowlevel_ops), &fs);
+  fuse_opt_free_args(&fuseArgs);  // libfuse copied what it keeps
   if (session.session == nullptr) return fail("cannot create the FUSE session");
   if (fuse_set_signal_handlers(session.session) != 0) return fail("cannot install signal handlers");
   session.signalsInstalled = true;

@@ -8,17 +8,11 @@
 
 #include <cerrno>
 
+#include "common/overloaded.h"
 #include "host-server/names.h"
 
 namespace enclavefs::host {
 namespace {
-
-template <class... F>
-struct Overloaded : F... {
-  using F::operator()...;
-};
-template <class... F>
-Overloaded(F...) -> Overloaded<F...>;
 
 // Operations that change the export, refused with EROFS on a read-only export. Open is
 // decided by its access mode in ops::open.

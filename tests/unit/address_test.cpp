@@ -15,6 +15,7 @@
 #include <string>
 #include <string_view>
 
+#include "support/harness.h"
 #include "common/address.h"
 
 using namespace enclavefs;
@@ -22,25 +23,7 @@ using namespace std::string_literals;
 
 namespace {
 
-// A private directory under /tmp (short, so socket paths stay well under sun_path).
-class ScratchDir {
- public:
-  ScratchDir() {
-    char pattern[] = "/tmp/efs-addr.XXXXXX";
-    if (::mkdtemp(pattern) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-  ~ScratchDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using ScratchDir = enclavefs::test::TempDir;
 
 Address unixAddress(const std::string& path) {
   Address a;

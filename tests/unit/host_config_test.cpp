@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "support/harness.h"
 #include "host-server/config.h"
 
 using namespace enclavefs;
@@ -54,26 +55,7 @@ void checkError(const std::string& text, int line, std::initializer_list<std::st
   CHECK(error.find('\n') == std::string::npos);
 }
 
-// A private directory under /tmp, removed with everything in it.
-class ScratchDir {
- public:
-  ScratchDir() {
-    char pattern[] = "/tmp/efs-config.XXXXXX";
-    if (::mkdtemp(pattern) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-  ~ScratchDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using ScratchDir = enclavefs::test::TempDir;
 
 const std::string kFullExample = yaml({
     "version: 1",                         // 1

@@ -17,6 +17,7 @@
 #include <string>
 #include <string_view>
 
+#include "support/harness.h"
 #include "common/hard_limits.h"
 #include "host-server/handle_table.h"
 #include "host-server/names.h"
@@ -28,25 +29,7 @@ using namespace std::literals;
 
 namespace {
 
-class ScratchDir {
- public:
-  ScratchDir() {
-    char pattern[] = "/tmp/efs-tables.XXXXXX";
-    if (::mkdtemp(pattern) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-  ~ScratchDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using ScratchDir = enclavefs::test::TempDir;
 
 UniqueFd openPath(const std::string& path) {
   UniqueFd fd(::open(path.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
