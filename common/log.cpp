@@ -21,6 +21,7 @@ std::shared_ptr<spdlog::logger> logger(const std::string& component) {
   auto created = std::make_shared<spdlog::logger>(component, currentSink());
   spdlog::initialize_logger(created);  // registers it, with the global level and pattern
   created->set_pattern(kPattern);
+  created->flush_on(spdlog::level::info);  // a daemon's log file is read while it runs
   return created;
 }
 

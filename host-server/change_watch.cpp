@@ -28,8 +28,9 @@ std::string procPathOf(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 ChangeWatch::ChangeWatch(Ring& ring)
     : ring_(ring), inotify_(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) {
   if (!inotify_) {
+    int error = errno;  // before logging can change it
     logger("hostd")->warn("inotify unavailable ({}): clients only see host changes when their "
-                          "caches expire", std::strerror(errno));
+                          "caches expire", std::strerror(error));
     return;
   }
   reader_.arm();
@@ -39,10 +40,11 @@ void ChangeWatch::watch(const std::shared_ptr<Session>& session, const Node& nod
   if (!inotify_) return;
   int wd = ::inotify_add_watch(inotify_.get(), procPathOf(node.fd.get()).c_str(), kWatchedEvents);
   if (wd < 0) {
+    int error = errno;
     if (!warnedNoWatch_) {
       logger("hostd")->warn("cannot watch more directories ({}); raise "
                             "fs.inotify.max_user_watches for prompt coherence",
-                            std::strerror(errno));
+                            std::strerror(error));
       warnedNoWatch_ = true;
     }
     return;

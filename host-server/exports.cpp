@@ -44,10 +44,10 @@ Result<OwnerMapping, std::string> parseOwnerSpec(const std::string& spec) {
 }
 
 Result<void, std::string> ExportTable::add(const ExportSettings& settings) {
-  const std::string name = settings.origin.empty() ? settings.name
-                                                   : settings.origin + ": " + settings.name;
+  const std::string& name = settings.name;
+  const std::string where = settings.origin.empty() ? "" : settings.origin + ": ";
   const std::string& path = settings.path;
-  if (exports_.contains(settings.name)) return Fail{"export '" + name + "' is given twice"};
+  if (exports_.contains(settings.name)) return Fail{where + "export '" + name + "' is given twice"};
   OwnerPolicy owner;
   owner.mapping = settings.owner.mode == OwnerMapping::Mode::passthrough
                       ? OwnerPolicy::Mapping::passthrough
@@ -56,23 +56,23 @@ Result<void, std::string> ExportTable::add(const ExportSettings& settings) {
   owner.gid = settings.owner.gid.value_or(::getegid());
   const bool serverIsRoot = ::geteuid() == 0;
   if (owner.mapping == OwnerPolicy::Mapping::passthrough && !serverIsRoot) {
-    return Fail{"export '" + name + "': owner mapping passthrough needs a server running as root"};
+    return Fail{where + "export '" + name + "': owner mapping passthrough needs a server running as root"};
   }
   if (owner.mapping == OwnerPolicy::Mapping::squash && !serverIsRoot &&
       (owner.uid != ::geteuid() || owner.gid != ::getegid())) {
-    return Fail{"export '" + name + "': squashing to " + std::to_string(owner.uid) + ":" +
+    return Fail{where + "export '" + name + "': squashing to " + std::to_string(owner.uid) + ":" +
                 std::to_string(owner.gid) + " needs a server running as root"};
   }
   UniqueFd root(::open(path.c_str(), O_PATH | O_CLOEXEC));
   if (!root) {
-    return Fail{"export '" + name + "': cannot open " + path + ": " + std::strerror(errno)};
+    return Fail{where + "export '" + name + "': cannot open " + path + ": " + std::strerror(errno)};
   }
   struct stat st;
   if (::fstat(root.get(), &st) != 0) {
-    return Fail{"export '" + name + "': cannot stat " + path + ": " + std::strerror(errno)};
+    return Fail{where + "export '" + name + "': cannot stat " + path + ": " + std::strerror(errno)};
   }
   if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) {
-    return Fail{"export '" + name + "': " + path + " is neither a directory nor a regular file"};
+    return Fail{where + "export '" + name + "': " + path + " is neither a directory nor a regular file"};
   }
   exports_.emplace(settings.name,
                    Export{settings.name, path, settings.readOnly, std::move(root), owner,

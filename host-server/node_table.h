@@ -28,7 +28,8 @@ struct Node {
   std::uint64_t lookups = 0;
   // One open file description per enclave lock owner, carrying that owner's byte-range
   // locks as OFD locks (ops_lock.cpp); closing it drops them.
-  std::unordered_map<std::uint64_t, UniqueFd> lockFds;
+  // Shared so that a wait in progress keeps its description even if a flush drops the owner.
+  std::unordered_map<std::uint64_t, std::shared_ptr<UniqueFd>> lockFds;
 };
 
 using NodeRef = std::shared_ptr<Node>;

@@ -57,8 +57,8 @@ msg::Lock fromFlock(const struct flock& fl) {
 }
 
 // The open file description that carries `owner`'s locks on the file, opened on first use.
-Co<Result<int>> lockFdFor(Session& s, Node& node, std::uint64_t owner) {
-  if (auto it = node.lockFds.find(owner); it != node.lockFds.end()) co_return it->second.get();
+Co<Result<std::shared_ptr<UniqueFd>>> lockFdFor(Session& s, Node& node, std::uint64_t owner) {
+  if (auto it = node.lockFds.find(owner); it != node.lockFds.end()) co_return it->second;
   if (node.lockFds.size() >= kMaxLockOwnersPerNode) co_return Errno{ENOLCK};
   const std::string path = procPath(node.fd.get());
   // A write lock needs a writable description; a read-only export only ever reads.
@@ -75,8 +75,9 @@ Co<Result<int>> lockFdFor(Session& s, Node& node, std::uint64_t owner) {
   }
   if (fd < 0) co_return Errno{-fd};
   // Another request of the same owner may have opened one meanwhile: keep that one.
-  auto [it, added] = node.lockFds.try_emplace(owner, UniqueFd(fd));
-  co_return it->second.get();
+  auto [it, added] = node.lockFds.try_emplace(owner, std::make_shared<UniqueFd>(fd));
+  if (!added) ::close(fd);
+  co_return it->second;
 }
 
 // Runs `attempt` (which answers 0, EAGAIN/EWOULDBLOCK to retry, or another errno) until it
@@ -113,7 +114,7 @@ Co<Outcome> getlk(Session& s, const msg::Request& r, const msg::op::GetLock& op)
   auto fd = co_await lockFdFor(s, *node, op.owner);
   if (!fd) co_return failure(fd.error().value);
   (*file)->lockOwners.insert(op.owner);
-  if (::fcntl(*fd, F_OFD_GETLK, &*fl) != 0) co_return failure(errno);
+  if (::fcntl((*fd)->get(), F_OFD_GETLK, &*fl) != 0) co_return failure(errno);
   co_return success(fromFlock(*fl));
 }
 
@@ -126,8 +127,10 @@ Co<Outcome> setlk(Session& s, const msg::Request& r, const msg::op::SetLock& op)
   auto fd = co_await lockFdFor(s, *node, op.owner);
   if (!fd) co_return failure(fd.error().value);
   (*file)->lockOwners.insert(op.owner);
-  // F_OFD_SETLK never blocks; waiting is done by untilGranted, on the loop's timers.
-  auto attempt = [&] { return ::fcntl(*fd, F_OFD_SETLK, &*fl) == 0 ? 0 : errno; };
+  // F_OFD_SETLK never blocks; waiting is done by untilGranted, on the loop's timers. `fd` is
+  // held for the whole wait: a flush meanwhile drops the owner, not this description.
+  std::shared_ptr<UniqueFd> description = *fd;
+  auto attempt = [&] { return ::fcntl(description->get(), F_OFD_SETLK, &*fl) == 0 ? 0 : errno; };
   int err = op.wait ? co_await untilGranted(s, attempt) : attempt();
   if (err == EACCES) err = EAGAIN;
   if (err != 0) co_return failure(err);

@@ -284,25 +284,43 @@ void Session::HandshakeTimer::complete(int result) {
 
 // ---- pushing changes ------------------------------------------------------------------------
 
-void Session::noteChangedNode(msg::NodeId node) { changes_.inodes.push_back(node); }
+namespace {
+// Changes held for a client that is not reading its socket, before they collapse into
+// "everything changed" (which costs the client its caches, not the host its memory).
+constexpr std::size_t kMaxHeldChanges = 16 * limits::kMaxNotifyItems;
+}  // namespace
+
+void Session::noteChangedNode(msg::NodeId node) {
+  if (!everythingChanged_) changes_.inodes.push_back(node);
+}
 
 void Session::noteChangedEntry(msg::NodeId parent, const std::string& name) {
-  changes_.entries.push_back({parent, name});
+  if (!everythingChanged_) changes_.entries.push_back({parent, name});
 }
 
 void Session::noteChangedInode(std::uint64_t dev, std::uint64_t ino) {
+  if (everythingChanged_) return;
   if (msg::NodeId node = nodes_.findByInode(dev, ino)) changes_.inodes.push_back(node);
 }
 
 void Session::noteEverythingChanged() {
-  auto ids = nodes_.ids();
-  changes_.inodes.insert(changes_.inodes.end(), ids.begin(), ids.end());
+  everythingChanged_ = true;
+  changes_ = {};
 }
 
 void Session::pushChanges() {
   if (closed_ || export_ == nullptr) {
     changes_ = {};
+    everythingChanged_ = false;
     return;
+  }
+  if (changes_.entries.size() + changes_.inodes.size() > kMaxHeldChanges) noteEverythingChanged();
+  // Like replies, changes wait while the client leaves its socket full; a finished send
+  // pushes them.
+  if (outBytes_ >= limits_.maxQueuedReplyBytes) return;
+  if (everythingChanged_) {
+    changes_.inodes = nodes_.ids();
+    everythingChanged_ = false;
   }
   // One change is often seen many times in a batch (a write is many IN_MODIFY events).
   std::sort(changes_.inodes.begin(), changes_.inodes.end());
@@ -399,6 +417,7 @@ void Session::Send::complete(int result) {
     s.close("handshake refused");
     return;
   }
+  if (s.everythingChanged_ || !s.changes_.empty()) s.pushChanges();
   s.resumeReading();
 }
 

@@ -180,6 +180,8 @@ class Session : public std::enable_shared_from_this<Session> {
   HandshakeTimer handshakeTimer_{*this};
 
   msg::Notify changes_;  // seen, not yet pushed
+  // Too many changes to list while the client is not reading: push every node instead.
+  bool everythingChanged_ = false;
 
   std::deque<OutFrame> out_;
   std::size_t outSentOfFront_ = 0;  // bytes of out_.front() already sent
