@@ -103,34 +103,43 @@ Result<OpenFileRef> lockTarget(Session& s, const msg::Request& r) {
   return file;
 }
 
+// What a byte-range lock request works with: the fcntl form of the lock, and the owner's
+// open file description, held by the caller for as long as it uses it (a flush meanwhile
+// drops the owner, not this description).
+struct RangeLock {
+  struct flock fl;
+  std::shared_ptr<UniqueFd> description;
+};
+
+Co<Result<RangeLock>> rangeLockFor(Session& s, const msg::Request& r, std::uint64_t owner,
+                                   const msg::Lock& lock) {
+  auto file = lockTarget(s, r);
+  if (!file) co_return file.error();
+  auto fl = toFlock(lock);
+  if (!fl) co_return fl.error();
+  NodeRef node = (*file)->node;
+  auto fd = co_await lockFdFor(s, *node, owner);
+  if (!fd) co_return fd.error();
+  (*file)->lockOwners.insert(owner);
+  co_return RangeLock{*fl, *fd};
+}
+
 }  // namespace
 
 Co<Outcome> getlk(Session& s, const msg::Request& r, const msg::op::GetLock& op) {
-  auto file = lockTarget(s, r);
-  if (!file) co_return failure(file.error().value);
-  auto fl = toFlock(op.lock);
-  if (!fl) co_return failure(fl.error().value);
-  NodeRef node = (*file)->node;
-  auto fd = co_await lockFdFor(s, *node, op.owner);
-  if (!fd) co_return failure(fd.error().value);
-  (*file)->lockOwners.insert(op.owner);
-  if (::fcntl((*fd)->get(), F_OFD_GETLK, &*fl) != 0) co_return failure(errno);
-  co_return success(fromFlock(*fl));
+  auto lock = co_await rangeLockFor(s, r, op.owner, op.lock);
+  if (!lock) co_return failure(lock.error().value);
+  if (::fcntl(lock->description->get(), F_OFD_GETLK, &lock->fl) != 0) co_return failure(errno);
+  co_return success(fromFlock(lock->fl));
 }
 
 Co<Outcome> setlk(Session& s, const msg::Request& r, const msg::op::SetLock& op) {
-  auto file = lockTarget(s, r);
-  if (!file) co_return failure(file.error().value);
-  auto fl = toFlock(op.lock);
-  if (!fl) co_return failure(fl.error().value);
-  NodeRef node = (*file)->node;
-  auto fd = co_await lockFdFor(s, *node, op.owner);
-  if (!fd) co_return failure(fd.error().value);
-  (*file)->lockOwners.insert(op.owner);
-  // F_OFD_SETLK never blocks; waiting is done by untilGranted, on the loop's timers. `fd` is
-  // held for the whole wait: a flush meanwhile drops the owner, not this description.
-  std::shared_ptr<UniqueFd> description = *fd;
-  auto attempt = [&] { return ::fcntl(description->get(), F_OFD_SETLK, &*fl) == 0 ? 0 : errno; };
+  auto lock = co_await rangeLockFor(s, r, op.owner, op.lock);
+  if (!lock) co_return failure(lock.error().value);
+  // F_OFD_SETLK never blocks; waiting is done by untilGranted, on the loop's timers.
+  auto attempt = [&] {
+    return ::fcntl(lock->description->get(), F_OFD_SETLK, &lock->fl) == 0 ? 0 : errno;
+  };
   int err = op.wait ? co_await untilGranted(s, attempt) : attempt();
   if (err == EACCES) err = EAGAIN;
   if (err != 0) co_return failure(err);
