@@ -382,6 +382,11 @@ msg::Body getBody(Reply::Reader r) {
 
 }  // namespace
 
+std::span<const std::byte> bytesOf(const wire::Words& words) {
+  auto b = words.asBytes();
+  return {reinterpret_cast<const std::byte*>(b.begin()), b.size()};
+}
+
 Words encode(const msg::Hello& hello) {
   capnp::MallocMessageBuilder builder(64);
   auto b = builder.initRoot<Hello>();

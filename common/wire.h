@@ -11,6 +11,7 @@
 #include <capnp/common.h>
 #include <kj/array.h>
 
+#include <span>
 #include <string>
 
 #include "common/messages.h"
@@ -20,6 +21,9 @@ namespace enclavefs::wire {
 
 using Words = kj::Array<capnp::word>;
 using WordsView = kj::ArrayPtr<const capnp::word>;
+
+// A message's words as the bytes that go on the wire.
+std::span<const std::byte> bytesOf(const Words& words);
 
 Words encode(const msg::Hello& hello);
 Words encode(const msg::Welcome& welcome);

@@ -18,11 +18,6 @@ namespace {
 
 constexpr std::chrono::milliseconds kExpiryCheckInterval{500};
 
-std::span<const std::byte> bytesOf(const wire::Words& words) {
-  auto b = words.asBytes();
-  return {reinterpret_cast<const std::byte*>(b.begin()), b.size()};
-}
-
 }  // namespace
 
 Connection::Connection(UniqueFd socket, std::chrono::milliseconds timeout)
@@ -38,7 +33,7 @@ Result<std::unique_ptr<Connection>, std::string> Connection::open(
   const std::string host = "host " + address.toString();
 
   auto words = wire::encode(hello);
-  if (!conn->send(FrameKind::hello, 0, bytesOf(words), {})) {
+  if (!conn->send(FrameKind::hello, 0, wire::bytesOf(words), {})) {
     return Fail{"cannot send to " + host + ": " + std::strerror(errno)};
   }
   FrameAssembler in;
@@ -142,7 +137,7 @@ void Connection::call(const msg::Request& request, std::span<const std::byte> pa
                               : std::chrono::steady_clock::now() + timeout_;
     pending_.emplace(id, Pending{std::move(handler), deadline});
   }
-  if (auto sent = send(FrameKind::request, id, bytesOf(words), payload); !sent) {
+  if (auto sent = send(FrameKind::request, id, wire::bytesOf(words), payload); !sent) {
     fail(std::string("cannot send to the host: ") + std::strerror(sent.error().value));
   }
 }
@@ -150,7 +145,7 @@ void Connection::call(const msg::Request& request, std::span<const std::byte> pa
 void Connection::post(const msg::Request& request) {
   if (!alive()) return;
   auto words = wire::encode(request);
-  if (auto sent = send(FrameKind::request, nextId_.fetch_add(1), bytesOf(words), {}); !sent) {
+  if (auto sent = send(FrameKind::request, nextId_.fetch_add(1), wire::bytesOf(words), {}); !sent) {
     fail(std::string("cannot send to the host: ") + std::strerror(sent.error().value));
   }
 }

@@ -41,11 +41,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::span<const std::byte> bytesOf(const wire::Words& words) {
-  auto b = words.asBytes();
-  return {reinterpret_cast<const std::byte*>(b.begin()), b.size()};
-}
-
 std::string errName(int e) {
   const char* name = strerrorname_np(e);
   return name != nullptr ? name : std::to_string(e);
@@ -97,7 +92,7 @@ class RawClient {
   }
 
   void sendRequest(std::uint64_t id, const msg::Request& r, std::span<const std::byte> payload = {}) {
-    sendFrame(FrameKind::request, id, bytesOf(wire::encode(r)), payload);
+    sendFrame(FrameKind::request, id, wire::bytesOf(wire::encode(r)), payload);
   }
 
   // The next frame, or that the host closed the connection, or nothing within `limit`.
@@ -133,7 +128,7 @@ class RawClient {
     h.version = msg::kProtocolVersion;
     h.kind = msg::MountKind::basic;
     h.name = exportName;
-    sendFrame(FrameKind::hello, 0, bytesOf(wire::encode(h)));
+    sendFrame(FrameKind::hello, 0, wire::bytesOf(wire::encode(h)));
     Frame f;
     REQUIRE(receive(f) == Got::frame);
     REQUIRE(f.header.kind == FrameKind::welcome);
@@ -507,7 +502,7 @@ TEST_CASE("a request before the handshake closes the connection") {
   SUBCASE("a getattr") { c.sendRequest(1, req(msg::kRootNode, msg::op::GetAttr{})); }
   SUBCASE("a lookup") { c.sendRequest(1, req(msg::kRootNode, msg::op::Lookup{}, "file")); }
   SUBCASE("a reply frame") {
-    c.sendFrame(FrameKind::reply, 1, bytesOf(wire::encode(msg::Reply{0, msg::body::None{}})));
+    c.sendFrame(FrameKind::reply, 1, wire::bytesOf(wire::encode(msg::Reply{0, msg::body::None{}})));
   }
   SUBCASE("garbage") {
     std::vector<std::byte> junk(64, std::byte{0xa5});
@@ -528,7 +523,7 @@ TEST_CASE("a second hello after the handshake is a protocol fault") {
   msg::Hello h;
   h.version = msg::kProtocolVersion;
   h.name = "data";
-  c.sendFrame(FrameKind::hello, 0, bytesOf(wire::encode(h)));
+  c.sendFrame(FrameKind::hello, 0, wire::bytesOf(wire::encode(h)));
   CHECK(c.closedByHost());
 }
 

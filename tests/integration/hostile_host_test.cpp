@@ -49,11 +49,6 @@ namespace {
 
 // ---- bytes on the wire ------------------------------------------------------------------------
 
-std::span<const std::byte> bytesOf(const wire::Words& words) {
-  auto b = words.asBytes();
-  return {reinterpret_cast<const std::byte*>(b.begin()), b.size()};
-}
-
 std::vector<std::byte> frame(FrameKind kind, std::uint64_t id, std::span<const std::byte> message,
                              std::span<const std::byte> payload = {}) {
   auto header = encodeHeader({static_cast<std::uint32_t>(message.size()),
@@ -69,7 +64,7 @@ std::vector<std::byte> frame(FrameKind kind, std::uint64_t id, std::span<const s
 std::vector<std::byte> replyFrame(std::uint64_t id, const msg::Reply& reply,
                                   std::span<const std::byte> payload = {}) {
   auto words = wire::encode(reply);
-  return frame(FrameKind::reply, id, bytesOf(words), payload);
+  return frame(FrameKind::reply, id, wire::bytesOf(words), payload);
 }
 
 msg::Reply ok(msg::Body body) { return msg::Reply{0, std::move(body)}; }
@@ -210,7 +205,7 @@ class FakeHost {
           welcome.maxWrite = limits::kMaxIoBytes;
           welcome.maxRead = limits::kMaxIoBytes;
           welcome.root = rootAttr();
-          conn.sendRaw(frame(FrameKind::welcome, 0, bytesOf(wire::encode(welcome))));
+          conn.sendRaw(frame(FrameKind::welcome, 0, wire::bytesOf(wire::encode(welcome))));
           welcomed = true;
           continue;
         }
@@ -536,7 +531,7 @@ TEST_CASE("a header announcing an oversized payload ends the connection without 
     auto header = encodeHeader({static_cast<std::uint32_t>(words.asBytes().size()),
                                 limits::kMaxPayloadBytes + 1, id, FrameKind::reply});
     conn.sendRaw(header);
-    conn.sendRaw(bytesOf(words));
+    conn.sendRaw(wire::bytesOf(words));
     return true;
   });
   checkFailsOrDrops(statOf(scene.m().path(), scene / "trigger"));

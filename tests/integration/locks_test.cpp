@@ -384,19 +384,10 @@ int inChild(Body body, std::chrono::milliseconds limit = 60s) {
     }
     ::_exit(code);
   }
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  for (;;) {
-    int status = 0;
-    pid_t r = ::waitpid(pid, &status, WNOHANG);
-    if (r == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    if (r < 0) return -1;
-    if (std::chrono::steady_clock::now() > deadline) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, nullptr, 0);
-      return -1;
-    }
-    std::this_thread::sleep_for(5ms);
-  }
+  if (auto code = waitFor(pid, limit)) return *code;
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+  return -1;
 }
 
 // `rounds` times: take the lock on the whole file, read the counter at offset 0, write it

@@ -42,19 +42,6 @@ pid_t spawn(const std::vector<std::string>& argv, const std::string& outputPath)
   return pid;
 }
 
-// Waits for `pid` up to `limit`; returns its exit code, -1 after a signal, or nullopt if
-// still running.
-std::optional<int> waitFor(pid_t pid, std::chrono::milliseconds limit) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  for (;;) {
-    int status = 0;
-    pid_t r = ::waitpid(pid, &status, WNOHANG);
-    if (r == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    if (r < 0) return -1;
-    if (std::chrono::steady_clock::now() > deadline) return std::nullopt;
-    std::this_thread::sleep_for(5ms);
-  }
-}
 
 // True once the kernel lists `socketPath` as a listening unix socket. The socket file
 // appears at bind(), before listen(): a client connecting in between would be refused.
@@ -83,6 +70,18 @@ std::string slurp(const std::string& path) {
 void lazyUnmount(const std::string& path) { ::umount2(path.c_str(), MNT_DETACH); }
 
 }  // namespace
+
+std::optional<int> waitFor(pid_t pid, std::chrono::milliseconds limit) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    int status = 0;
+    pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    if (r < 0) return -1;
+    if (std::chrono::steady_clock::now() > deadline) return std::nullopt;
+    std::this_thread::sleep_for(5ms);
+  }
+}
 
 std::string hostdPath() { return ENCLAVEFS_HOSTD; }
 std::string mountPath() { return ENCLAVEFS_MOUNT; }

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,10 @@ struct RunResult {
   int exitCode = -1;   // -1 if killed by a signal or not started
   std::string output;  // stdout and stderr together
 };
+
+// Waits for child `pid` up to `limit`: its exit code, -1 after a signal, or nullopt if it is
+// still running.
+std::optional<int> waitFor(pid_t pid, std::chrono::milliseconds limit);
 
 // Runs a program to completion (with a time limit), capturing its output.
 RunResult run(const std::vector<std::string>& argv,
