@@ -30,6 +30,12 @@ constexpr std::size_t kMaxForgetItems = 4096;
 // Invalidations in one notify frame (each list).
 constexpr std::size_t kMaxNotifyItems = 4096;
 
+// Block volumes: every request is aligned to the sector size; a volume's size lies within
+// these bounds (mkfs.ext4 needs room; ext4 with 4 KiB blocks ends at 16 TiB).
+constexpr std::uint32_t kSectorBytes = 4096;
+constexpr std::uint64_t kMinVolumeBytes = 16ull << 20;
+constexpr std::uint64_t kMaxVolumeBytes = 16ull << 40;
+
 // Cap'n Proto traversal limits for hostile input: a message can never make the reader walk
 // more than a few times its own size.
 constexpr std::uint64_t kTraversalLimitWords = 4 * (kMaxMessageBytes / 8);

@@ -8,7 +8,8 @@ const char* opName(const Op& op) {
       "unlink",  "rmdir",      "symlink",  "rename",  "link",     "open",       "create",
       "read",    "write",      "flush",    "release", "fsync",    "fallocate",  "opendir",
       "readdir", "releasedir", "fsyncdir", "statfs",  "setxattr", "getxattr",   "listxattr",
-      "removexattr", "lseek",      "getlk",    "setlk",   "flock"};
+      "removexattr", "lseek",      "getlk",    "setlk",   "flock",    "sectorRead", "sectorWrite",
+      "sectorFlush", "sectorTrim", "sectorWriteZeroes"};
   static_assert(std::size(kNames) == std::variant_size_v<Op>);
   return kNames[op.index()];
 }

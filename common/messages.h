@@ -67,6 +67,8 @@ struct Welcome {
   std::uint32_t maxWrite = 0;
   std::uint32_t maxRead = 0;
   Attr root;
+  std::uint64_t volumeSize = 0;
+  std::uint32_t sectorSize = 0;
 };
 
 // A byte-range lock; `end` is inclusive (UINT64_MAX = to the end of file).
@@ -199,6 +201,24 @@ struct SetLock {
 struct Flock {
   std::uint32_t operation = 0;  // LOCK_SH / LOCK_EX / LOCK_UN | LOCK_NB
 };
+// Block volumes. Offsets and lengths are bytes, aligned to the volume's sector size.
+struct SectorRead {
+  std::uint64_t offset = 0;
+  std::uint64_t length = 0;
+};
+struct SectorWrite {  // the data is the frame payload
+  std::uint64_t offset = 0;
+  bool fua = false;  // stable before the reply
+};
+struct SectorFlush {};
+struct SectorTrim {
+  std::uint64_t offset = 0;
+  std::uint64_t length = 0;
+};
+struct SectorWriteZeroes {
+  std::uint64_t offset = 0;
+  std::uint64_t length = 0;
+};
 }  // namespace op
 
 using Op = std::variant<op::Lookup, op::Forget, op::GetAttr, op::SetAttr, op::ReadLink,
@@ -207,7 +227,8 @@ using Op = std::variant<op::Lookup, op::Forget, op::GetAttr, op::SetAttr, op::Re
                         op::Flush, op::Release, op::Fsync, op::Fallocate, op::OpenDir,
                         op::ReadDir, op::ReleaseDir, op::FsyncDir, op::StatFs, op::SetXattr,
                         op::GetXattr, op::ListXattr, op::RemoveXattr, op::Lseek, op::GetLock,
-                        op::SetLock, op::Flock>;
+                        op::SetLock, op::Flock, op::SectorRead, op::SectorWrite,
+                        op::SectorFlush, op::SectorTrim, op::SectorWriteZeroes>;
 
 const char* opName(const Op& op);
 

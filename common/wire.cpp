@@ -116,6 +116,11 @@ void put(LockRequest::Builder b, std::uint64_t owner, const msg::Lock& lock, boo
   b.setWait(wait);
 }
 
+void put(SectorRange::Builder b, std::uint64_t offset, std::uint64_t length) {
+  b.setOffset(offset);
+  b.setLength(length);
+}
+
 void put(Entry::Builder b, const msg::Entry& e) {
   b.setNode(e.node);
   b.setGeneration(e.generation);
@@ -218,6 +223,17 @@ void putOp(Request::Builder b, const msg::Op& op) {
           [&](const msg::op::GetLock& l) { put(b.initGetlk(), l.owner, l.lock, false); },
           [&](const msg::op::SetLock& l) { put(b.initSetlk(), l.owner, l.lock, l.wait); },
           [&](const msg::op::Flock& f) { b.setFlock(f.operation); },
+          [&](const msg::op::SectorRead& s) { put(b.initSectorRead(), s.offset, s.length); },
+          [&](const msg::op::SectorWrite& s) {
+            auto w = b.initSectorWrite();
+            w.setOffset(s.offset);
+            w.setFua(s.fua);
+          },
+          [&](const msg::op::SectorFlush&) { b.setSectorFlush(); },
+          [&](const msg::op::SectorTrim& s) { put(b.initSectorTrim(), s.offset, s.length); },
+          [&](const msg::op::SectorWriteZeroes& s) {
+            put(b.initSectorWriteZeroes(), s.offset, s.length);
+          },
       },
       op);
 }
@@ -288,6 +304,17 @@ msg::Op getOp(Request::Reader r) {
       return msg::op::SetLock{l.getOwner(), get(l.getLock()), l.getWait()};
     }
     case Request::FLOCK: return msg::op::Flock{r.getFlock()};
+    case Request::SECTOR_READ:
+      return msg::op::SectorRead{r.getSectorRead().getOffset(), r.getSectorRead().getLength()};
+    case Request::SECTOR_WRITE:
+      return msg::op::SectorWrite{r.getSectorWrite().getOffset(), r.getSectorWrite().getFua()};
+    case Request::SECTOR_FLUSH: return msg::op::SectorFlush{};
+    case Request::SECTOR_TRIM:
+      return msg::op::SectorTrim{r.getSectorTrim().getOffset(), r.getSectorTrim().getLength()};
+    case Request::SECTOR_WRITE_ZEROES: {
+      auto z = r.getSectorWriteZeroes();
+      return msg::op::SectorWriteZeroes{z.getOffset(), z.getLength()};
+    }
   }
   throw DecodeError{"unknown operation " + std::to_string(static_cast<int>(r.which()))};
 }
@@ -408,6 +435,8 @@ Words encode(const msg::Welcome& welcome) {
   b.setMaxWrite(welcome.maxWrite);
   b.setMaxRead(welcome.maxRead);
   put(b.initRoot(), welcome.root);
+  b.setVolumeSize(welcome.volumeSize);
+  b.setSectorSize(welcome.sectorSize);
   return capnp::messageToFlatArray(builder);
 }
 
@@ -477,6 +506,8 @@ Result<msg::Welcome, std::string> decodeWelcome(WordsView words) {
     welcome.maxWrite = r.getMaxWrite();
     welcome.maxRead = r.getMaxRead();
     welcome.root = get(r.getRoot());
+    welcome.volumeSize = r.getVolumeSize();
+    welcome.sectorSize = r.getSectorSize();
     return welcome;
   });
 }

@@ -14,6 +14,7 @@ namespace enclavefs::enclave {
 namespace {
 
 constexpr char kReady = 'R';
+constexpr char kFailed = 'F';
 
 }  // namespace
 
@@ -38,11 +39,18 @@ Background Background::detach(const std::function<void()>& undo) {
     n = ::read(fromChild.get(), &status, 1);
   } while (n < 0 && errno == EINTR);
   if (n == 1 && status == kReady) std::_Exit(0);
+  if (n == 1 && status == kFailed) std::_Exit(1);
   undo();
   std::fprintf(stderr,
                "enclavefs-mount: error: the mount process ended before the mount answered\n");
   std::fflush(stderr);
   std::_Exit(1);
+}
+
+void Background::failed() {
+  std::fflush(stderr);
+  [[maybe_unused]] auto n = ::write(toParent_.get(), &kFailed, 1);
+  toParent_.reset();
 }
 
 void Background::ready() {

@@ -21,6 +21,9 @@ class Background {
 
   // Child: the mount answers. Lets the parent exit, and lets go of the terminal.
   void ready();
+  // Child: the mount failed, and the child has said why on stderr and undone what it did; the
+  // parent exits 1 without a word of its own.
+  void failed();
 
  private:
   explicit Background(UniqueFd toParent) : toParent_(std::move(toParent)) {}

@@ -92,25 +92,6 @@ class BasicFs {
   std::shared_ptr<spdlog::logger> log_;
 };
 
-// The body of type Body in an answer, or the errno the application should see: the transport's,
-// the host's own (if acceptable), or EIO for a reply of the wrong shape.
-template <class Body>
-Result<const Body*> expect(BasicFs& fs, const char* op, const Result<Answer>& answer) {
-  if (!answer) return answer.error();
-  const msg::Reply& reply = answer->reply;
-  if (reply.error != 0) {
-    int error = acceptableErrno(reply.error);
-    if (error != reply.error) return Errno{fs.refuse(op, "errno " + std::to_string(reply.error))};
-    return Errno{error};
-  }
-  const Body* body = std::get_if<Body>(&reply.body);
-  if (body == nullptr) return Errno{fs.refuse(op, "reply has the wrong body")};
-  if (!std::is_same_v<Body, msg::body::Data> && !answer->payload.empty()) {
-    return Errno{fs.refuse(op, "reply carries an unexpected payload")};
-  }
-  return body;
-}
-
 // Replies to an operation whose answer is just success or an errno.
 void replyStatus(BasicFs& fs, fuse_req_t req, const char* op, const Result<Answer>& answer);
 

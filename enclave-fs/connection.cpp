@@ -50,10 +50,17 @@ Result<std::unique_ptr<Connection>, std::string> Connection::open(
       auto welcome = wire::decodeWelcome(view.message);
       if (!welcome) return Fail{host + " broke the protocol: " + printable(welcome.error())};
       if (welcome->error != 0) {
-        return Fail{host + " refused export '" + hello.name + "': " + printable(welcome->message)};
+        const char* kind = hello.kind == msg::MountKind::block ? "volume" : "export";
+        return Fail{host + " refused " + kind + " '" + hello.name + "': " +
+                    printable(welcome->message)};
       }
       if (welcome->version != msg::kProtocolVersion) {
         return Fail{host + " speaks protocol version " + std::to_string(welcome->version)};
+      }
+      if (hello.kind == msg::MountKind::block) {
+        if (auto valid = checkVolumeWelcome(*welcome); !valid) {
+          return Fail{host + " broke the protocol: " + valid.error()};
+        }
       }
       conn->welcome_ = std::move(*welcome);
       return conn;

@@ -1,24 +1,14 @@
-// enclavefs-mount: mounts a host export inside the enclave.
-#include <fuse_lowlevel.h>
-#include <sys/stat.h>
-
+// enclavefs-mount: mounts a host export (basic mount) or a host volume (block mount) inside
+// the enclave, or unmounts one.
 #include <CLI/CLI.hpp>
-#include <cerrno>
-#include <chrono>
 #include <cstdio>
-#include <cstring>
-#include <memory>
-#include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "common/address.h"
 #include "common/log.h"
-#include "enclave-fs/background.h"
-#include "enclave-fs/basic_fs.h"
-#include "enclave-fs/connection.h"
-#include "enclave-fs/invalidator.h"
+#include "enclave-fs/basic_mount.h"
+#include "enclave-fs/block_mount.h"
 #include "enclave-fs/mount_options.h"
 
 namespace enclavefs::enclave {
@@ -31,46 +21,21 @@ int fail(const std::string& message) {
   return 1;
 }
 
-// libfuse objects, released in reverse order of creation whatever happens.
-struct FuseSession {
-  fuse_session* session = nullptr;
-  bool mounted = false;
-  bool signalsInstalled = false;
-  ~FuseSession() {
-    if (session == nullptr) return;
-    if (signalsInstalled) fuse_remove_signal_handlers(session);
-    if (mounted) fuse_session_unmount(session);
-    fuse_session_destroy(session);
-  }
-};
-
-// The mount point must exist and be of the same kind as the export's root.
-Result<void, std::string> checkMountPoint(const std::string& path, std::uint32_t rootMode) {
-  struct stat st;
-  if (::lstat(path.c_str(), &st) != 0) {
-    return Fail{"mount point " + path + ": " + std::strerror(errno)};
-  }
-  if (S_ISLNK(st.st_mode)) return Fail{"mount point " + path + " is a symbolic link"};
-  bool exportIsDir = (rootMode & S_IFMT) == S_IFDIR;
-  if (exportIsDir && !S_ISDIR(st.st_mode)) {
-    return Fail{"mount point " + path + " is not a directory, but the export is"};
-  }
-  if (!exportIsDir && !S_ISREG(st.st_mode)) {
-    return Fail{"mount point " + path + " is not a regular file, but the export is a single file"};
-  }
-  return {};
-}
-
 int run(int argc, char** argv) {
-  CLI::App app{"enclavefs client: mounts a host export inside the enclave", kProgram};
-  std::string host, exportName, mountPoint, logLevel = "info", logFile;
+  CLI::App app{"enclavefs client: mounts a host export or volume inside the enclave", kProgram};
+  std::string host, exportName, volumeName, mountPoint, logLevel = "info", logFile;
   std::vector<std::string> optionGroups;
-  bool foreground = false;
-  app.add_option("--host", host, "host server address: vsock:CID:PORT or unix:PATH")->required();
-  app.add_option("--export", exportName, "name of the host export to mount")->required();
+  bool foreground = false, unmount = false;
+  app.add_option("--host", host, "host server address: vsock:CID:PORT or unix:PATH");
+  auto* exportOption = app.add_option("--export", exportName, "name of the host export to mount");
+  app.add_option("--volume", volumeName, "name of the host volume to mount (block mount)")
+      ->excludes(exportOption);
+  app.add_flag("--unmount", unmount,
+               "unmount MOUNTPOINT; for a block mount, return once the volume is given back");
   app.add_option("mountpoint", mountPoint, "where to mount it")->required();
-  app.add_option("-o", optionGroups, "mount options: ro, exec, symlinks=inside|follow, "
-                                     "entry_timeout=S, attr_timeout=S, timeout=S, max_threads=N, debug");
+  app.add_option("-o", optionGroups,
+                 "mount options: ro, exec, noexec, timeout=S, max_threads=N, debug; basic "
+                 "mounts also symlinks=inside|follow, entry_timeout=S, attr_timeout=S");
   app.add_flag("-f,--foreground", foreground, "stay in the foreground");
   app.add_option("--log-level", logLevel, "trace, debug, info, warn, error or off");
   app.add_option("--log-file", logFile, "append the log to this file (in the background the "
@@ -89,82 +54,23 @@ int run(int argc, char** argv) {
     if (auto error = logToFile(logFile)) return fail(*error);
   }
 
+  if (unmount) {
+    if (!host.empty() || !exportName.empty() || !volumeName.empty() || !optionGroups.empty()) {
+      return fail("--unmount takes only the mount point");
+    }
+    return unmountMountPoint(mountPoint);
+  }
+  if (host.empty()) return fail("--host is required");
+  if (exportName.empty() == volumeName.empty()) {
+    return fail("give what to mount: --export NAME (basic mount) or --volume NAME (block mount)");
+  }
   auto address = parseAddress(host);
   if (!address) return fail(address.error());
   auto options = parseMountOptions(optionGroups);
   if (!options) return fail(options.error());
-  // Check before connecting, so a typo is reported as such, not as a host problem.
-  struct stat mountStat;
-  if (::lstat(mountPoint.c_str(), &mountStat) != 0) {
-    return fail("mount point " + mountPoint + ": " + std::strerror(errno));
-  }
-
-  msg::Hello hello;
-  hello.version = msg::kProtocolVersion;
-  hello.kind = msg::MountKind::basic;
-  hello.name = exportName;
-  hello.features = msg::kFeatureChangeNotify;
-  auto timeout = std::chrono::milliseconds(
-      static_cast<long long>(options->requestTimeoutSeconds * 1000));
-  auto connection = Connection::open(*address, hello, std::min(timeout, std::chrono::milliseconds(10000)));
-  if (!connection) return fail(connection.error());
-  Connection& conn = **connection;
-  if (auto ok = checkMountPoint(mountPoint, conn.welcome().root.mode); !ok) return fail(ok.error());
-  if (conn.welcome().readOnly) options->readOnly = true;
-
-  const bool hostPushesChanges = (conn.welcome().features & msg::kFeatureChangeNotify) != 0;
-  Invalidator invalidator;
-  BasicFs fs(conn, {options->cacheTimeouts(hostPushesChanges), hostPushesChanges},
-             options->policy, invalidator);
-  conn.onNotify([&invalidator](msg::Notify notify) { invalidator.post(std::move(notify)); });
-  std::string kernelOptions = options->kernelOptions(exportName);
-  std::vector<const char*> args = {kProgram, "-o", kernelOptions.c_str()};
-  if (options->debug) args.push_back("-d");
-  fuse_args fuseArgs = FUSE_ARGS_INIT(static_cast<int>(args.size()), const_cast<char**>(args.data()));
-
-  FuseSession session;
-  session.session = fuse_session_new(&fuseArgs, &basicOperations(), sizeof(fuse_lowlevel_ops), &fs);
-  fuse_opt_free_args(&fuseArgs);  // libfuse copied what it keeps
-  if (session.session == nullptr) return fail("cannot create the FUSE session");
-  if (fuse_set_signal_handlers(session.session) != 0) return fail("cannot install signal handlers");
-  session.signalsInstalled = true;
-  if (fuse_session_mount(session.session, mountPoint.c_str()) != 0) {
-    return fail("cannot mount on " + mountPoint + " (is /dev/fuse available, and are we root?)");
-  }
-  session.mounted = true;
-  std::optional<Background> background;
-  if (!foreground) {
-    background = Background::detach([&] { fuse_session_unmount(session.session); });
-  }
-
-  conn.start();
-  // Once the kernel has fetched the root through the mount, the mount answers: the command
-  // may return. The kernel starts with placeholder attributes for the root (no permission
-  // bits), and an invalidation that crosses a getattr makes it drop the answer and check
-  // permissions against the placeholder; so changes are applied only from then on (until
-  // then they queue, and there is nothing cached to drop anyway).
-  std::thread primer([&] {
-    struct stat root;
-    if (::stat(mountPoint.c_str(), &root) != 0) {
-      logger("mount")->error("the mount does not answer: {}", std::strerror(errno));
-      fuse_session_exit(session.session);
-      return;
-    }
-    logger("mount")->info("mounted export '{}' from {} on {}", exportName, address->toString(),
-                          mountPoint);
-    invalidator.start(session.session);
-    if (background) background->ready();
-  });
-  fuse_loop_config* loop = fuse_loop_cfg_create();
-  fuse_loop_cfg_set_max_threads(loop, options->maxThreads);
-  fuse_loop_cfg_set_idle_threads(loop, std::min(2u, options->maxThreads));
-  int rc = fuse_session_loop_mt(session.session, loop);
-  fuse_loop_cfg_destroy(loop);
-  primer.join();
-  conn.stop();
-  invalidator.stop();
-  logger("mount")->info("unmounted {}", mountPoint);
-  return rc == 0 ? 0 : 1;
+  const bool block = !volumeName.empty();
+  MountRequest request{*address, block ? volumeName : exportName, mountPoint, *options, foreground};
+  return block ? runBlockMount(request) : runBasicMount(std::move(request));
 }
 
 }  // namespace

@@ -32,7 +32,7 @@ std::string MountOptions::kernelOptions(const std::string& exportName) const {
   }
   std::string o = "fsname=enclavefs:" + escapedName +
                   ",subtype=enclavefs,default_permissions,allow_other,nosuid,nodev";
-  o += exec ? ",exec" : ",noexec";
+  o += exec.value_or(false) ? ",exec" : ",noexec";
   if (readOnly) o += ",ro";
   return o;
 }
@@ -57,6 +57,10 @@ Result<MountOptions, std::string> parseMountOptions(const std::vector<std::strin
         return {};
       };
       Result<void, std::string> ok;
+      if ((key == "symlinks" || key == "entry_timeout" || key == "attr_timeout") &&
+          !options.basicOnlyOption) {
+        options.basicOnlyOption = item;
+      }
       if (key == "ro" && !hasValue) {
         options.readOnly = true;
       } else if (key == "rw" && !hasValue) {

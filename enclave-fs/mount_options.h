@@ -1,11 +1,14 @@
 // The -o options of enclavefs-mount. Basic mounts are always nosuid and nodev, and noexec
-// unless `exec` is given: the host chooses every byte and mode bit of the files.
+// unless `exec` is given: the host chooses every byte and mode bit of the files. Block mounts
+// are nosuid and nodev, and exec unless `noexec` is given: the enclave wrote every file on
+// them itself.
 #pragma once
 
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "common/address.h"
 #include "common/result.h"
 #include "enclave-fs/basic_fs.h"
 
@@ -13,13 +16,16 @@ namespace enclavefs::enclave {
 
 struct MountOptions {
   bool readOnly = false;
-  bool exec = false;
+  std::optional<bool> exec;  // unset: the mount kind's default
   bool debug = false;
   std::optional<double> entryTimeout;  // seconds; unset: chosen by cacheTimeouts()
   std::optional<double> attrTimeout;
   FsPolicy policy;
   double requestTimeoutSeconds = 60;
   unsigned maxThreads = 4;
+  // The first option given that only a basic mount understands (symlinks, entry_timeout,
+  // attr_timeout), so a block mount can refuse it by name.
+  std::optional<std::string> basicOnlyOption;
 
   // What the kernel may cache for how long. A host that pushes changes keeps long timeouts
   // correct; without it, changes show within a second.
@@ -27,6 +33,15 @@ struct MountOptions {
 
   // The option string handed to the kernel through libfuse.
   std::string kernelOptions(const std::string& exportName) const;
+};
+
+// One mount, as the command line (or a configuration entry) asks for it.
+struct MountRequest {
+  Address host;
+  std::string name;  // the export (basic) or volume (block) on the host
+  std::string mountPoint;
+  MountOptions options;
+  bool foreground = false;
 };
 
 // Parses "a,b=c,..."; the error names the option that is wrong.

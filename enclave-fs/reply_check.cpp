@@ -152,4 +152,24 @@ Check checkXattrList(std::span<const std::byte> names) {
   return {};
 }
 
+Check checkVolumeWelcome(const msg::Welcome& welcome) {
+  if (welcome.sectorSize != limits::kSectorBytes) {
+    return Fail{"sector size " + std::to_string(welcome.sectorSize) + " (this client speaks " +
+                std::to_string(limits::kSectorBytes) + ")"};
+  }
+  if (welcome.volumeSize % limits::kSectorBytes != 0 ||
+      welcome.volumeSize < limits::kMinVolumeBytes ||
+      welcome.volumeSize > limits::kMaxVolumeBytes) {
+    return Fail{"volume size " + std::to_string(welcome.volumeSize) +
+                " is not a whole number of sectors between " +
+                std::to_string(limits::kMinVolumeBytes) + " and " +
+                std::to_string(limits::kMaxVolumeBytes) + " bytes"};
+  }
+  if (welcome.maxRead < limits::kSectorBytes || welcome.maxWrite < limits::kSectorBytes) {
+    return Fail{"largest read " + std::to_string(welcome.maxRead) + " or write " +
+                std::to_string(welcome.maxWrite) + " is smaller than a sector"};
+  }
+  return {};
+}
+
 }  // namespace enclavefs::enclave

@@ -9,9 +9,12 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <type_traits>
+#include <variant>
 
 #include "common/messages.h"
 #include "common/result.h"
+#include "enclave-fs/connection.h"
 
 namespace enclavefs::enclave {
 
@@ -39,5 +42,28 @@ Check checkStatFs(const msg::body::StatFs& st);
 Check checkLock(const msg::Lock& lock);
 Check checkNotify(const msg::Notify& notify);
 Check checkXattrList(std::span<const std::byte> names);
+// A block volume's welcome: the sector size this client speaks, and a size that is a whole
+// number of sectors within the volume limits.
+Check checkVolumeWelcome(const msg::Welcome& welcome);
+
+// The body of type Body in an answer, or the errno the application should see: the transport's,
+// the host's own (if acceptable), or EIO for a reply of the wrong shape. `fs` is the file
+// system that logs a refused reply (BasicFs, BlockFs).
+template <class Body, class Fs>
+Result<const Body*> expect(Fs& fs, const char* op, const Result<Answer>& answer) {
+  if (!answer) return answer.error();
+  const msg::Reply& reply = answer->reply;
+  if (reply.error != 0) {
+    int error = acceptableErrno(reply.error);
+    if (error != reply.error) return Errno{fs.refuse(op, "errno " + std::to_string(reply.error))};
+    return Errno{error};
+  }
+  const Body* body = std::get_if<Body>(&reply.body);
+  if (body == nullptr) return Errno{fs.refuse(op, "reply has the wrong body")};
+  if (!std::is_same_v<Body, msg::body::Data> && !answer->payload.empty()) {
+    return Errno{fs.refuse(op, "reply carries an unexpected payload")};
+  }
+  return body;
+}
 
 }  // namespace enclavefs::enclave

@@ -124,10 +124,20 @@ class ConfigReader {
   std::function<Status(const Field&)> flag(bool& out) const;
 
   Status readLimits(const Field& field, LimitsConfig& limits) const;
-  Status readExports(const Field& field, std::vector<ExportSettings>& exports) const;
-  // `namesSeen` maps each export name read so far to the line it is on.
+  // A list of entries (exports, volumes), each read by `readEntry`; `namesSeen` maps each
+  // entry name read so far to the line it is on.
+  template <class Settings>
+  Status readList(const Field& field, const char* kind, std::vector<Settings>& out,
+                  Status (ConfigReader::*readEntry)(const Field&, std::map<std::string, int>&,
+                                                    Settings&) const) const;
   Status readExport(const Field& field, std::map<std::string, int>& namesSeen,
                     ExportSettings& out) const;
+  Status readVolume(const Field& field, std::map<std::string, int>& namesSeen,
+                    VolumeSettings& out) const;
+  // Key readers for an entry's name (a plain name, unique in its list) and its host path.
+  std::function<Status(const Field&)> entryName(std::map<std::string, int>& namesSeen,
+                                                const char* kind, std::string& out) const;
+  std::function<Status(const Field&)> hostPath(std::string& out) const;
   Status readOwner(const Field& field, OwnerMapping& owner) const;
   Status readAllow(const Field& field, AccessPolicy& allow) const;
 
@@ -319,10 +329,10 @@ Status ConfigReader::readAllow(const Field& field, AccessPolicy& allow) const {
                         });
 }
 
-Status ConfigReader::readExport(const Field& field, std::map<std::string, int>& namesSeen,
-                                ExportSettings& out) const {
-  out.origin = at(field.mark);
-  auto name = [&](const Field& nameField) -> Status {
+std::function<Status(const Field&)> ConfigReader::entryName(std::map<std::string, int>& namesSeen,
+                                                           const char* kind,
+                                                           std::string& out) const {
+  return [this, &namesSeen, kind, &out](const Field& nameField) -> Status {
     auto text = readText(nameField);
     if (!text) return Fail{text.error()};
     if (!isPlainName(*text)) {
@@ -331,14 +341,17 @@ Status ConfigReader::readExport(const Field& field, std::map<std::string, int>& 
     }
     int line = nameField.mark.line + 1;
     if (auto [earlier, added] = namesSeen.emplace(*text, line); !added) {
-      return error(nameField.mark, nameField.path + ": the export name '" + printable(*text) +
-                                       "' is already used on line " +
+      return error(nameField.mark, nameField.path + ": the " + kind + " name '" +
+                                       printable(*text) + "' is already used on line " +
                                        std::to_string(earlier->second));
     }
-    out.name = std::move(*text);
+    out = std::move(*text);
     return {};
   };
-  auto path = [&](const Field& pathField) -> Status {
+}
+
+std::function<Status(const Field&)> ConfigReader::hostPath(std::string& out) const {
+  return [this, &out](const Field& pathField) -> Status {
     auto text = readText(pathField);
     if (!text) return Fail{text.error()};
     if (text->empty()) return mustBe(pathField, "a host path");
@@ -346,14 +359,19 @@ Status ConfigReader::readExport(const Field& field, std::map<std::string, int>& 
     if (text->find('\0') != std::string::npos) {
       return error(pathField.mark, pathField.path + " must not contain a NUL byte");
     }
-    out.path = std::move(*text);
+    out = std::move(*text);
     return {};
   };
+}
+
+Status ConfigReader::readExport(const Field& field, std::map<std::string, int>& namesSeen,
+                                ExportSettings& out) const {
+  out.origin = at(field.mark);
   auto owner = [&](const Field& ownerField) { return readOwner(ownerField, out.owner); };
   auto allow = [&](const Field& allowField) { return readAllow(allowField, out.allow); };
   return readMap(field, {
-                            {"name", true, name},
-                            {"path", true, path},
+                            {"name", true, entryName(namesSeen, "export", out.name)},
+                            {"path", true, hostPath(out.path)},
                             {"readOnly", false, flag(out.readOnly)},
                             {"owner", false, owner},
                             {"allow", false, allow},
@@ -364,18 +382,35 @@ Status ConfigReader::readExport(const Field& field, std::map<std::string, int>& 
                         });
 }
 
-Status ConfigReader::readExports(const Field& field, std::vector<ExportSettings>& exports) const {
+Status ConfigReader::readVolume(const Field& field, std::map<std::string, int>& namesSeen,
+                                VolumeSettings& out) const {
+  out.origin = at(field.mark);
+  auto allow = [&](const Field& allowField) { return readAllow(allowField, out.allow); };
+  return readMap(field, {
+                            {"name", true, entryName(namesSeen, "volume", out.name)},
+                            {"path", true, hostPath(out.path)},
+                            {"allow", false, allow},
+                        });
+}
+
+template <class Settings>
+Status ConfigReader::readList(const Field& field, const char* kind, std::vector<Settings>& out,
+                              Status (ConfigReader::*readEntry)(const Field&,
+                                                                std::map<std::string, int>&,
+                                                                Settings&) const) const {
   if (!field.node.IsSequence()) {
-    return mustBe(field, "a list of exports, each starting with '- name:'");
+    return mustBe(field, std::string("a list of ") + kind + "s, each starting with '- name:'");
   }
   std::map<std::string, int> namesSeen;
   for (std::size_t i = 0; i < field.node.size(); ++i) {
     YAML::Node item = field.node[i];
     Field itemField{field.path + "[" + std::to_string(i) + "]", item,
                     item.IsNull() ? field.mark : item.Mark()};
-    ExportSettings entry;
-    if (auto read = readExport(itemField, namesSeen, entry); !read) return Fail{read.error()};
-    exports.push_back(std::move(entry));
+    Settings entry;
+    if (auto read = (this->*readEntry)(itemField, namesSeen, entry); !read) {
+      return Fail{read.error()};
+    }
+    out.push_back(std::move(entry));
   }
   return {};
 }
@@ -425,13 +460,19 @@ Result<HostConfig, std::string> ConfigReader::read(const std::vector<YAML::Node>
     return {};
   };
   auto limits = [&](const Field& field) { return readLimits(field, config.limits); };
-  auto exports = [&](const Field& field) { return readExports(field, config.exports); };
+  auto exports = [&](const Field& field) {
+    return readList(field, "export", config.exports, &ConfigReader::readExport);
+  };
+  auto volumes = [&](const Field& field) {
+    return readList(field, "volume", config.volumes, &ConfigReader::readVolume);
+  };
   auto read = readMap(top, {
                                {"version", true, [&](const Field& f) { return readVersion(f); }},
                                {"listen", false, listen},
                                {"logLevel", false, logLevel},
                                {"limits", false, limits},
                                {"exports", false, exports},
+                               {"volumes", false, volumes},
                            });
   if (!read) return Fail{read.error()};
   return config;

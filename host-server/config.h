@@ -21,6 +21,7 @@
 #include "common/address.h"
 #include "common/result.h"
 #include "host-server/exports.h"
+#include "host-server/volumes.h"
 
 namespace enclavefs::host {
 
@@ -52,6 +53,7 @@ struct HostConfig {
   std::optional<spdlog::level::level_enum> logLevel;
   LimitsConfig limits;
   std::vector<ExportSettings> exports;
+  std::vector<VolumeSettings> volumes;
 };
 
 // Parses the text of a configuration. `sourceName` starts every error ("<config>" when the

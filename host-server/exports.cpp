@@ -13,15 +13,16 @@
 
 namespace enclavefs::host {
 
-Result<std::pair<std::string, std::string>, std::string> parseExportSpec(const std::string& spec) {
+Result<std::pair<std::string, std::string>, std::string> parseNamedPath(const std::string& spec,
+                                                                       const std::string& kind) {
   auto eq = spec.find('=');
-  if (eq == std::string::npos) return Fail{"export '" + spec + "' is not NAME=PATH"};
+  if (eq == std::string::npos) return Fail{kind + " '" + spec + "' is not NAME=PATH"};
   std::string name = spec.substr(0, eq);
   std::string path = spec.substr(eq + 1);
   if (!isPlainName(name)) {
-    return Fail{"export name '" + name + "' must be 1-255 bytes without '/' and not . or .."};
+    return Fail{kind + " name '" + name + "' must be 1-255 bytes without '/' and not . or .."};
   }
-  if (path.empty()) return Fail{"export '" + name + "' has an empty path"};
+  if (path.empty()) return Fail{kind + " '" + name + "' has an empty path"};
   return std::pair{name, path};
 }
 

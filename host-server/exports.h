@@ -68,7 +68,9 @@ class ExportTable {
 // Parses --owner: squash, squash:UID:GID or passthrough.
 Result<OwnerMapping, std::string> parseOwnerSpec(const std::string& spec);
 
-// Parses NAME=DIR as given to --export.
-Result<std::pair<std::string, std::string>, std::string> parseExportSpec(const std::string& spec);
+// Parses NAME=PATH as given to --export and --volume; `kind` ("export", "volume") names it
+// in errors.
+Result<std::pair<std::string, std::string>, std::string> parseNamedPath(const std::string& spec,
+                                                                       const std::string& kind);
 
 }  // namespace enclavefs::host

@@ -1,4 +1,4 @@
-// enclavefs-hostd: serves host directories (and later block volumes) to enclaves.
+// enclavefs-hostd: serves host directories and block volumes to enclaves.
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -77,10 +77,10 @@ void merge(T& value, const CLI::App& app, const char* flag, const std::optional<
 }
 
 int run(int argc, char** argv) {
-  CLI::App app{"enclavefs host server: exports host directories to enclaves", kProgram};
+  CLI::App app{"enclavefs host server: exports host directories and block volumes to enclaves", kProgram};
   std::string configPath;
   std::string listen;
-  std::vector<std::string> exportsRw, exportsRo;
+  std::vector<std::string> exportsRw, exportsRo, volumeSpecs;
   std::string ownerSpec = "squash";
   std::string logLevel = "info";
   unsigned poolThreads = 2;
@@ -91,6 +91,8 @@ int run(int argc, char** argv) {
   app.add_option("--listen", listen, "address to serve on: vsock:CID:PORT or unix:PATH");
   app.add_option("--export", exportsRw, "export a host directory or file read-write: NAME=PATH");
   app.add_option("--export-ro", exportsRo, "export a host directory or file read-only: NAME=PATH");
+  app.add_option("--volume", volumeSpecs,
+                 "serve a block volume (an image made by enclavefs-volume): NAME=PATH");
   app.add_option("--owner", ownerSpec,
                  "owner of what enclaves create in the exports given here: squash (the "
                  "server's ids), squash:UID:GID, or passthrough (the enclave's ids)");
@@ -147,7 +149,7 @@ int run(int argc, char** argv) {
   }
   for (auto [specs, readOnly] : {std::pair{&exportsRw, false}, std::pair{&exportsRo, true}}) {
     for (const auto& spec : *specs) {
-      auto parsed = parseExportSpec(spec);
+      auto parsed = parseNamedPath(spec, "export");
       if (!parsed) return fail(parsed.error());
       ExportSettings settings;
       settings.owner = *owner;
@@ -157,8 +159,20 @@ int run(int argc, char** argv) {
       if (auto added = exports.add(settings); !added) return fail(added.error());
     }
   }
-  if (exports.all().empty()) {
-    return fail("nothing to serve: give --export NAME=PATH or 'exports:' in the config");
+  VolumeTable volumes;
+  for (const auto& settings : config.volumes) {
+    if (auto added = volumes.add(settings); !added) return fail(added.error());
+  }
+  for (const auto& spec : volumeSpecs) {
+    auto parsed = parseNamedPath(spec, "volume");
+    if (!parsed) return fail(parsed.error());
+    if (auto added = volumes.add({parsed->first, parsed->second, {}, {}}); !added) {
+      return fail(added.error());
+    }
+  }
+  if (exports.all().empty() && volumes.all().empty()) {
+    return fail("nothing to serve: give --export NAME=PATH, --volume NAME=PATH, or 'exports:' "
+                "or 'volumes:' in the config");
   }
 
   // Modes arrive from the enclave already masked by the enclave's umask.
@@ -180,12 +194,15 @@ int run(int argc, char** argv) {
 
   Ring ring(256);
   BlockingPool pool(ring, poolThreads);
-  Server server(ring, pool, exports, limits, std::move(*listener), *address);
+  Server server(ring, pool, exports, volumes, limits, std::move(*listener), *address);
   SignalWatch signalWatch(ring, signalFd.get());
   server.start();
   auto log = logger("hostd");
   for (const auto& [name, ex] : exports.all()) {
     log->info("exporting '{}' = {}{}", name, ex.path, ex.readOnly ? " (read-only)" : "");
+  }
+  for (const auto& [name, volume] : volumes.all()) {
+    log->info("serving volume '{}' = {}", name, volume.path);
   }
   log->info("listening on {}", address->toString());
 

@@ -37,9 +37,9 @@ bool modifies(const msg::Op& op) {
       op);
 }
 
-Co<Outcome> immediately(Outcome outcome) { co_return outcome; }
-
 }  // namespace
+
+Co<Outcome> immediately(Outcome outcome) { co_return outcome; }
 
 Co<Outcome> perform(Session& s, const msg::Request& r, Bytes& payload) {
   if (s.readOnly() && modifies(r.op)) return immediately(failure(EROFS));
@@ -78,6 +78,12 @@ Co<Outcome> perform(Session& s, const msg::Request& r, Bytes& payload) {
           [&](const msg::op::GetLock& op) { return ops::getlk(s, r, op); },
           [&](const msg::op::SetLock& op) { return ops::setlk(s, r, op); },
           [&](const msg::op::Flock& op) { return ops::flock(s, r, op); },
+          // Block operations mean nothing on an export.
+          [&](const msg::op::SectorRead&) { return immediately(failure(EOPNOTSUPP)); },
+          [&](const msg::op::SectorWrite&) { return immediately(failure(EOPNOTSUPP)); },
+          [&](const msg::op::SectorFlush&) { return immediately(failure(EOPNOTSUPP)); },
+          [&](const msg::op::SectorTrim&) { return immediately(failure(EOPNOTSUPP)); },
+          [&](const msg::op::SectorWriteZeroes&) { return immediately(failure(EOPNOTSUPP)); },
       },
       r.op);
 }

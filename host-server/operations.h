@@ -22,6 +22,8 @@
 namespace enclavefs::host {
 
 Co<Outcome> perform(Session& session, const msg::Request& request, Bytes& payload);
+// The same for a session that holds a block volume (ops_block.cpp).
+Co<Outcome> performBlock(Session& session, const msg::Request& request, Bytes& payload);
 
 namespace ops {
 Co<Outcome> lookup(Session& s, const msg::Request& r);
@@ -61,12 +63,22 @@ Co<Outcome> flock(Session& s, const msg::Request& r, const msg::op::Flock& op);
 // flush and release drop the locks a close ends (ops_lock.cpp).
 void dropLocksOnFlush(OpenFile& file, std::uint64_t lockOwner);
 void dropLocksOnRelease(OpenFile& file);
+
+Co<Outcome> sectorRead(Session& s, const msg::op::SectorRead& op);
+Co<Outcome> sectorWrite(Session& s, const msg::op::SectorWrite& op, Bytes& data);
+Co<Outcome> sectorFlush(Session& s);
+// sectorTrim frees the range; sectorWriteZeroes keeps it allocated where the host file
+// system can, and frees it where it cannot. Both read back as zeros.
+Co<Outcome> sectorDiscard(Session& s, const char* op, std::uint64_t offset, std::uint64_t length,
+                          bool keepAllocated);
 }  // namespace ops
 
 // ---- helpers the handlers share (operations.cpp) ---------------------------------------------
 
 Outcome failure(int error);
 Outcome success(msg::Body body = msg::body::None{});
+// An outcome known before any I/O, as an awaitable.
+Co<Outcome> immediately(Outcome outcome);
 
 msg::Attr toAttr(const struct statx& st);
 

@@ -11,11 +11,13 @@
 
 namespace enclavefs::host {
 
-Server::Server(Ring& ring, BlockingPool& pool, const ExportTable& exports, SessionLimits limits,
-               UniqueFd listener, Address address)
+Server::Server(Ring& ring, BlockingPool& pool, const ExportTable& exports,
+               const VolumeTable& volumes, SessionLimits limits, UniqueFd listener,
+               Address address)
     : ring_(ring),
       pool_(pool),
       exports_(exports),
+      volumes_(volumes),
       limits_(limits),
       listener_(std::move(listener)),
       address_(std::move(address)) {}

@@ -16,13 +16,14 @@
 #include "host-server/exports.h"
 #include "host-server/session.h"
 #include "host-server/uring.h"
+#include "host-server/volumes.h"
 
 namespace enclavefs::host {
 
 class Server {
  public:
-  Server(Ring& ring, BlockingPool& pool, const ExportTable& exports, SessionLimits limits,
-         UniqueFd listener, Address address);
+  Server(Ring& ring, BlockingPool& pool, const ExportTable& exports, const VolumeTable& volumes,
+         SessionLimits limits, UniqueFd listener, Address address);
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
@@ -34,6 +35,7 @@ class Server {
   Ring& ring() { return ring_; }
   BlockingPool& pool() { return pool_; }
   const ExportTable& exports() const { return exports_; }
+  const VolumeTable& volumes() const { return volumes_; }
   const SessionLimits& limits() const { return limits_; }
   ChangeWatch& changes() { return changes_; }
 
@@ -66,6 +68,7 @@ class Server {
   Ring& ring_;
   BlockingPool& pool_;
   const ExportTable& exports_;
+  const VolumeTable& volumes_;
   SessionLimits limits_;
   UniqueFd listener_;
   Address address_;

@@ -36,6 +36,7 @@ Session::Session(Server& server, UniqueFd socket, Peer peer, std::uint64_t id)
 
 Session::~Session() {
   log_->info("client {} ({}) disconnected", id_, peer_.describe());
+  if (volume_ != nullptr) log_->info("client {} released volume '{}'", id_, volume_->name);
   server_.changes().unwatchSession(id_);
   if (usage_) --usage_->connections;
   server_.sessionEnded(id_);
@@ -128,7 +129,7 @@ void Session::processFrames() {
 }
 
 void Session::handleFrame(const FrameView& frame) {
-  if (export_ == nullptr) {
+  if (!established()) {
     if (frame.header.kind != FrameKind::hello) {
       log_->warn("client {}: protocol fault: first frame is not a hello", id_);
       close("protocol fault");
@@ -169,13 +170,17 @@ void Session::handleHello(const FrameView& frame) {
                        std::to_string(msg::kProtocolVersion) + ")");
     return;
   }
-  if (hello->kind != msg::MountKind::basic) {
-    refuse(EPROTONOSUPPORT, "this host serves no block volumes");
-    return;
+  if (hello->kind == msg::MountKind::block) {
+    acceptVolume(*hello);
+  } else {
+    acceptExport(*hello);
   }
-  const Export* exported = server_.exports().find(hello->name);
+}
+
+void Session::acceptExport(const msg::Hello& hello) {
+  const Export* exported = server_.exports().find(hello.name);
   if (exported == nullptr) {
-    refuse(ENOENT, "no export named '" + hello->name + "'");
+    refuse(ENOENT, "no export named '" + hello.name + "'");
     return;
   }
   if (!exported->allow.allows(peer_)) {
@@ -194,11 +199,11 @@ void Session::handleHello(const FrameView& frame) {
   struct statx st;
   if (!root || ::statx(root.get(), "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS,
                        &st) != 0) {
-    refuse(EIO, "export '" + hello->name + "' is unavailable: " + std::strerror(errno));
+    refuse(EIO, "export '" + hello.name + "' is unavailable: " + std::strerror(errno));
     return;
   }
   export_ = exported;
-  pushChanges_ = (hello->features & msg::kFeatureChangeNotify) && server_.changes().available();
+  pushChanges_ = (hello.features & msg::kFeatureChangeNotify) && server_.changes().available();
   if (pushChanges_) {
     nodes_.observe({[this](const Node& dir) { server_.changes().watch(shared_from_this(), dir); },
                     [this](const Node& node) { server_.changes().unwatch(id_, node.id); }});
@@ -220,6 +225,43 @@ void Session::handleHello(const FrameView& frame) {
   enqueue(FrameKind::welcome, 0, wire::encode(welcome), {});
   log_->info("client {} ({}) mounted export '{}'{}", id_, peer_.describe(), exported->name,
              exported->readOnly ? " read-only" : "");
+}
+
+// The lease is the image's lock: it is taken here and dropped when the session ends (the
+// image closes with it), whether the client left, died, or was disconnected.
+void Session::acceptVolume(const msg::Hello& hello) {
+  const Volume* volume = server_.volumes().find(hello.name);
+  if (volume == nullptr) {
+    refuse(ENOENT, "no volume named '" + hello.name + "'");
+    return;
+  }
+  if (!volume->allow.allows(peer_)) {
+    refuse(EACCES, "peer " + peer_.describe() + " may not mount volume '" + volume->name + "'");
+    return;
+  }
+  auto image = VolumeFile::open(volume->path, true);
+  if (!image) {
+    refuse(EIO, "volume '" + volume->name + "' is unavailable: " + image.error());
+    return;
+  }
+  Lease lease{peer_, ::time(nullptr), static_cast<std::uint32_t>(::getpid()), id_};
+  if (auto held = image->acquire(lease, "volume " + volume->name); !held) {
+    refuse(EBUSY, held.error());
+    return;
+  }
+  volume_ = volume;
+  image_ = std::move(*image);
+  handshakeTimer_.disarm();
+
+  msg::Welcome welcome;
+  welcome.version = msg::kProtocolVersion;
+  welcome.maxWrite = limits::kMaxIoBytes;
+  welcome.maxRead = limits::kMaxIoBytes;
+  welcome.volumeSize = image_->header().size;
+  welcome.sectorSize = image_->header().sectorSize;
+  enqueue(FrameKind::welcome, 0, wire::encode(welcome), {});
+  log_->info("client {} ({}) holds volume '{}' ({})", id_, peer_.describe(), volume->name,
+             formatBytes(welcome.volumeSize));
 }
 
 void Session::handleRequest(const FrameView& frame) {
@@ -246,7 +288,13 @@ void Session::handleRequest(const FrameView& frame) {
 
 Detached Session::serve(std::uint64_t requestId, msg::Request request, Bytes payload) {
   auto self = shared_from_this();
-  Outcome outcome = co_await perform(*this, request, payload);
+  // Two statements: GCC 12 destroys a conditional's coroutine temporaries too early.
+  Outcome outcome;
+  if (volume_ != nullptr) {
+    outcome = co_await performBlock(*this, request, payload);
+  } else {
+    outcome = co_await perform(*this, request, payload);
+  }
   if (outcome.reply.error != 0) {
     log_->debug("client {}: {} on node {} failed: {}", id_, msg::opName(request.op), request.node,
                 std::strerror(outcome.reply.error));
@@ -276,7 +324,7 @@ void Session::HandshakeTimer::disarm() {
 
 void Session::HandshakeTimer::complete(int result) {
   auto self = std::move(keepAlive_);
-  if (result == -ETIME && session_.export_ == nullptr) {
+  if (result == -ETIME && !session_.established()) {
     session_.close("no handshake within " +
                    std::to_string(session_.limits_.handshakeTimeout.count()) + " s");
   }

@@ -29,6 +29,8 @@
 #include "host-server/handle_table.h"
 #include "host-server/node_table.h"
 #include "host-server/uring.h"
+#include "host-server/volume_file.h"
+#include "host-server/volumes.h"
 
 namespace spdlog {
 class logger;
@@ -84,7 +86,9 @@ class Session : public std::enable_shared_from_this<Session> {
   Ring& ring();
   BlockingPool& pool();
   const Export& exported() const { return *export_; }
-  bool readOnly() const { return export_->readOnly; }
+  bool readOnly() const { return export_ != nullptr && export_->readOnly; }
+  // The image of the volume this session holds (block sessions only).
+  const VolumeFile& image() const { return *image_; }
   NodeTable& nodes() { return nodes_; }
   HandleTable& handles() { return handles_; }
   spdlog::logger& log() const;
@@ -150,6 +154,9 @@ class Session : public std::enable_shared_from_this<Session> {
   void resumeReading();
   void handleFrame(const FrameView& frame);
   void handleHello(const FrameView& frame);
+  void acceptExport(const msg::Hello& hello);
+  void acceptVolume(const msg::Hello& hello);
+  bool established() const { return export_ != nullptr || volume_ != nullptr; }
   void handleRequest(const FrameView& frame);
   Detached serve(std::uint64_t requestId, msg::Request request, Bytes payload);
   void refuse(int error, const std::string& message);
@@ -164,7 +171,9 @@ class Session : public std::enable_shared_from_this<Session> {
   std::shared_ptr<spdlog::logger> log_;
   SessionLimits limits_;
 
-  const Export* export_ = nullptr;  // set by the handshake
+  const Export* export_ = nullptr;  // set by the handshake of a basic mount
+  const Volume* volume_ = nullptr;  // set by the handshake of a block mount
+  std::optional<VolumeFile> image_;  // the volume's image, with its lease, while held
   bool pushChanges_ = false;        // the client understands notify frames, and we can watch
   std::shared_ptr<PeerUsage> usage_;  // what the peer holds of the export
   NodeTable nodes_;

@@ -37,6 +37,8 @@ struct Welcome {
   maxWrite @5 :UInt32;    # largest write payload the host accepts
   maxRead @6 :UInt32;     # largest read the host answers
   root @7 :Attr;          # attributes of the export's root (basic)
+  volumeSize @8 :UInt64;  # bytes of sectors the volume has (block)
+  sectorSize @9 :UInt32;  # every block request is aligned to this (block)
 }
 
 struct Timespec {
@@ -134,6 +136,13 @@ struct Request {
     getlk @34 :LockRequest;
     setlk @35 :LockRequest;
     flock @36 :UInt32;     # LOCK_SH / LOCK_EX / LOCK_UN, with LOCK_NB to not wait
+    # Block volumes: byte ranges of the volume, aligned to the sector size; node and handle
+    # are unused.
+    sectorRead @38 :SectorRange;
+    sectorWrite @39 :SectorWrite;      # data in the payload; length = payload size
+    sectorFlush @40 :Void;             # everything written before reaches stable storage
+    sectorTrim @41 :SectorRange;       # the host may free the range; it reads back as zeros
+    sectorWriteZeroes @42 :SectorRange;
   }
   lockOwner @37 :UInt64;  # flush: the POSIX lock owner whose locks a close drops
 }
@@ -150,6 +159,16 @@ struct LockRequest {
   owner @0 :UInt64;       # the kernel's lock owner: a process (POSIX) or an open file (OFD)
   lock @1 :Lock;
   wait @2 :Bool;          # F_SETLKW: the host answers once the lock is granted
+}
+
+struct SectorRange {
+  offset @0 :UInt64;
+  length @1 :UInt64;
+}
+
+struct SectorWrite {
+  offset @0 :UInt64;
+  fua @1 :Bool;           # forced unit access: stable before the reply
 }
 
 struct MakeNode {

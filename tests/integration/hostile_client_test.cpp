@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <optional>
 #include <set>
@@ -123,19 +124,25 @@ class RawClient {
     }
   }
 
-  msg::Welcome hello(const std::string& exportName) {
+  // The host's answer to a hello, accepted or not.
+  msg::Welcome handshake(const std::string& name, msg::MountKind kind) {
     msg::Hello h;
     h.version = msg::kProtocolVersion;
-    h.kind = msg::MountKind::basic;
-    h.name = exportName;
+    h.kind = kind;
+    h.name = name;
     sendFrame(FrameKind::hello, 0, wire::bytesOf(wire::encode(h)));
     Frame f;
     REQUIRE(receive(f) == Got::frame);
     REQUIRE(f.header.kind == FrameKind::welcome);
     auto welcome = wire::decodeWelcome(kj::ArrayPtr<const capnp::word>(f.message.data(), f.message.size()));
     REQUIRE_MESSAGE(welcome.ok(), welcome.error());
-    REQUIRE_MESSAGE(welcome->error == 0, "handshake refused: ", welcome->message);
     return *welcome;
+  }
+
+  msg::Welcome hello(const std::string& name, msg::MountKind kind = msg::MountKind::basic) {
+    msg::Welcome welcome = handshake(name, kind);
+    REQUIRE_MESSAGE(welcome.error == 0, "handshake refused: ", welcome.message);
+    return welcome;
   }
 
   static Answer decode(const Frame& f) {
@@ -805,4 +812,140 @@ TEST_CASE("a thousand pipelined requests are all answered, matched by id") {
   CHECK(answered.size() == kCount);
   // And the connection is still in order afterwards.
   CHECK(c.call(req(msg::kRootNode, msg::op::GetAttr{})).error() == 0);
+}
+
+// ---- block volumes ---------------------------------------------------------------------------
+
+namespace {
+
+constexpr std::uint64_t kVolumeBytes = 16 << 20;
+constexpr std::uint64_t kDataOffset = 4096;  // the image's header comes first
+
+// An export and a 16 MiB volume on one server.
+struct VolumeScene {
+  TempDir dir;
+  std::string image = dir / "db.img";
+  std::unique_ptr<HostServer> server;
+
+  VolumeScene() {
+    ::mkdir((dir / "export").c_str(), 0755);
+    auto made = run({volumeToolPath(), "create", "--size", "16M", "--volume", image});
+    REQUIRE_MESSAGE(made.exitCode == 0, made.output);
+    server = std::make_unique<HostServer>(
+        dir / "sock", std::vector<std::string>{"--export", "data=" + (dir / "export"),
+                                               "--volume", "db=" + image});
+  }
+};
+
+msg::Request sector(msg::Op op) {
+  msg::Request r;
+  r.op = std::move(op);
+  return r;
+}
+
+std::string imageBytes(const std::string& image, std::uint64_t offset, std::size_t length) {
+  std::string bytes(length, '\0');
+  int fd = ::open(image.c_str(), O_RDONLY | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  REQUIRE(::pread(fd, bytes.data(), length, static_cast<off_t>(offset)) == static_cast<ssize_t>(length));
+  ::close(fd);
+  return bytes;
+}
+
+std::span<const std::byte> asBytes(const std::string& s) {
+  return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
+}
+
+}  // namespace
+
+TEST_CASE("sector ranges outside the volume, unaligned, empty or overflowing are refused") {
+  VolumeScene scene;
+  RawClient c(scene.server->address());
+  msg::Welcome welcome = c.hello("db", msg::MountKind::block);
+  REQUIRE(welcome.volumeSize == kVolumeBytes);
+  REQUIRE(welcome.sectorSize == 4096);
+  const std::string headerBefore = imageBytes(scene.image, 0, kDataOffset);
+  const auto sizeBefore = std::filesystem::file_size(scene.image);
+
+  struct Case {
+    const char* what;
+    std::uint64_t offset, length;
+  };
+  const Case bad[] = {
+      {"at the end", kVolumeBytes, 4096},
+      {"across the end", kVolumeBytes - 4096, 8192},
+      {"wrapping around", UINT64_MAX - 4095, 8192},
+      {"unaligned offset", 1, 4096},
+      {"unaligned length", 0, 100},
+      {"empty", 0, 0},
+  };
+  for (const Case& k : bad) {
+    CAPTURE(k.what);
+    CHECK(errName(c.call(sector(msg::op::SectorRead{k.offset, k.length})).error()) == "EINVAL");
+    CHECK(errName(c.call(sector(msg::op::SectorTrim{k.offset, k.length})).error()) == "EINVAL");
+    CHECK(errName(c.call(sector(msg::op::SectorWriteZeroes{k.offset, k.length})).error()) == "EINVAL");
+    std::string data(static_cast<std::size_t>(std::min<std::uint64_t>(k.length, 8192)), 'w');
+    CHECK(errName(c.call(sector(msg::op::SectorWrite{k.offset, false}), asBytes(data)).error()) ==
+          "EINVAL");
+  }
+  CHECK(errName(c.call(sector(msg::op::SectorRead{0, limits::kMaxIoBytes + 4096})).error()) == "EINVAL");
+  CHECK(imageBytes(scene.image, 0, kDataOffset) == headerBefore);
+  CHECK(std::filesystem::file_size(scene.image) == sizeBefore);
+
+  // The last sector is inside, and lands right after the header in the image.
+  std::string last(4096, 'L');
+  auto written = c.call(sector(msg::op::SectorWrite{kVolumeBytes - 4096, true}), asBytes(last));
+  REQUIRE(written.error() == 0);
+  CHECK(std::get<msg::body::Written>(written.reply.body).count == 4096);
+  CHECK(imageBytes(scene.image, kDataOffset + kVolumeBytes - 4096, 4096) == last);
+  std::string first(8192, 'F');
+  REQUIRE(c.call(sector(msg::op::SectorWrite{0, false}), asBytes(first)).error() == 0);
+  CHECK(imageBytes(scene.image, kDataOffset, 8192) == first);
+  CHECK(imageBytes(scene.image, 0, kDataOffset) == headerBefore);
+  auto read = c.call(sector(msg::op::SectorRead{0, 8192}));
+  REQUIRE(read.error() == 0);
+  CHECK(std::string(reinterpret_cast<const char*>(read.payload.data()), read.payload.size()) == first);
+  CHECK(c.call(sector(msg::op::SectorFlush{})).error() == 0);
+  REQUIRE(c.call(sector(msg::op::SectorWriteZeroes{0, 4096})).error() == 0);
+  CHECK(imageBytes(scene.image, kDataOffset, 8192) == std::string(4096, '\0') + std::string(4096, 'F'));
+  REQUIRE(c.call(sector(msg::op::SectorTrim{4096, 4096})).error() == 0);
+  CHECK(imageBytes(scene.image, kDataOffset, 8192) == std::string(8192, '\0'));
+}
+
+TEST_CASE("file operations on a volume, and sector operations on an export, are refused") {
+  VolumeScene scene;
+  RawClient block(scene.server->address());
+  block.hello("db", msg::MountKind::block);
+  CHECK(errName(block.call(req(msg::kRootNode, msg::op::Lookup{}, "x")).error()) == "EOPNOTSUPP");
+  CHECK(errName(block.call(req(msg::kRootNode, msg::op::GetAttr{})).error()) == "EOPNOTSUPP");
+  RawClient basic(scene.server->address());
+  basic.hello("data");
+  CHECK(errName(basic.call(sector(msg::op::SectorRead{0, 4096})).error()) == "EOPNOTSUPP");
+  CHECK(errName(basic.call(sector(msg::op::SectorWrite{0, false}), asBytes(std::string(4096, 'x'))).error()) ==
+        "EOPNOTSUPP");
+  CHECK(errName(basic.call(sector(msg::op::SectorFlush{})).error()) == "EOPNOTSUPP");
+}
+
+TEST_CASE("a held volume is refused to a second client, naming the holder, until the holder leaves") {
+  VolumeScene scene;
+  auto holder = std::make_unique<RawClient>(scene.server->address());
+  holder->hello("db", msg::MountKind::block);
+  RawClient second(scene.server->address());
+  msg::Welcome refused = second.handshake("db", msg::MountKind::block);
+  CHECK(errName(refused.error) == "EBUSY");
+  CHECK_MESSAGE(refused.message.find("volume db is in use by uid " + std::to_string(::getuid()) +
+                                     " pid " + std::to_string(::getpid()) + " since 20") == 0,
+                refused.message);
+  CHECK(second.closedByHost());
+  RawClient unknown(scene.server->address());
+  CHECK(errName(unknown.handshake("nosuch", msg::MountKind::block).error) == "ENOENT");
+
+  holder.reset();  // the holder disconnects: the lease ends with its connection
+  bool taken = false;
+  for (int i = 0; i < 100 && !taken; ++i) {
+    RawClient next(scene.server->address());
+    taken = next.handshake("db", msg::MountKind::block).error == 0;
+    if (!taken) std::this_thread::sleep_for(20ms);
+  }
+  CHECK(taken);
 }

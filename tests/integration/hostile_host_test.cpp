@@ -140,11 +140,18 @@ class FakeConn {
 
 // Answers a request the hostile way; false leaves it to the well-behaved file system.
 using Misbehaviour = std::function<bool(FakeConn&, std::uint64_t id, const msg::Request&)>;
+// Changes the welcome to a hello before it is sent.
+using WelcomeEdit = std::function<void(msg::Welcome&)>;
+
+constexpr std::uint64_t kFakeVolumeBytes = 64 << 20;
 
 class FakeHost {
  public:
-  FakeHost(const std::string& socketPath, Misbehaviour misbehave)
-      : socketPath_(socketPath), misbehave_(std::move(misbehave)), stop_(::eventfd(0, EFD_CLOEXEC)) {
+  FakeHost(const std::string& socketPath, Misbehaviour misbehave, WelcomeEdit editWelcome = {})
+      : socketPath_(socketPath),
+        misbehave_(std::move(misbehave)),
+        editWelcome_(std::move(editWelcome)),
+        stop_(::eventfd(0, EFD_CLOEXEC)) {
     auto address = parseAddress("unix:" + socketPath);
     if (!address) throw std::runtime_error(address.error());
     auto listener = listenOn(*address);
@@ -199,12 +206,19 @@ class FakeHost {
         if (!next || !next->has_value()) break;
         const FrameView& f = **next;
         if (!welcomed) {
-          if (f.header.kind != FrameKind::hello || !wire::decodeHello(f.message)) return;
+          if (f.header.kind != FrameKind::hello) return;
+          auto hello = wire::decodeHello(f.message);
+          if (!hello) return;
           msg::Welcome welcome;
           welcome.version = msg::kProtocolVersion;
           welcome.maxWrite = limits::kMaxIoBytes;
           welcome.maxRead = limits::kMaxIoBytes;
           welcome.root = rootAttr();
+          if (hello->kind == msg::MountKind::block) {
+            welcome.volumeSize = kFakeVolumeBytes;
+            welcome.sectorSize = limits::kSectorBytes;
+          }
+          if (editWelcome_) editWelcome_(welcome);
           conn.sendRaw(frame(FrameKind::welcome, 0, wire::bytesOf(wire::encode(welcome))));
           welcomed = true;
           continue;
@@ -270,6 +284,10 @@ class FakeHost {
       return conn.reply(id, ok(msg::body::StatFs{1000, 500, 500, 100, 50, 4096, 4096, 255}));
     }
     if (std::holds_alternative<msg::op::GetXattr>(*op)) return conn.reply(id, error(ENODATA));
+    if (const auto* sr = std::get_if<msg::op::SectorRead>(op)) {  // a blank volume
+      std::vector<std::byte> zeros(sr->length);
+      return conn.reply(id, ok(msg::body::Data{}), zeros);
+    }
     if (const auto* lx = std::get_if<msg::op::ListXattr>(op)) {
       if (lx->size == 0) return conn.reply(id, ok(msg::body::Size{0}));
       return conn.reply(id, ok(msg::body::Data{}));
@@ -279,6 +297,7 @@ class FakeHost {
 
   std::string socketPath_;
   Misbehaviour misbehave_;
+  WelcomeEdit editWelcome_;
   UniqueFd listener_;
   UniqueFd stop_;
   std::atomic<int> connections_{0};
@@ -1025,4 +1044,79 @@ TEST_CASE("a symlink whose target leaves the mount is refused") {
     CHECK_MESSAGE(opened.rc == -1, "open through the link reached the enclave's own /etc/passwd");
   }
   checkStillServing(scene.m(), scene.daemon);
+}
+
+// ---- block mounts --------------------------------------------------------------------------------
+
+namespace {
+
+// A block mount of the fake host's volume from an enclave whose run directory is `runDir`.
+RunResult mountFakeVolume(const std::string& runDir, const FakeHost& host, const std::string& mnt) {
+  return run({"/usr/bin/env", "ENCLAVEFS_RUN_DIR=" + runDir, mountPath(), "--host", host.address(),
+              "--volume", "db", mnt});
+}
+
+// Nothing of a failed block mount is left: no file system, no FUSE file, no loop device.
+void checkNothingLeft(const std::string& runDir, const std::string& mnt) {
+  CHECK_FALSE(isMountPoint(mnt));
+  CHECK_FALSE(isMountPoint(runDir + "/block"));
+  for (const auto& entry : std::filesystem::directory_iterator("/sys/block")) {
+    std::ifstream backing(entry.path() / "loop" / "backing_file");
+    std::string path;
+    if (backing && std::getline(backing, path)) CHECK(path != runDir + "/block/volume");
+  }
+}
+
+void checkBadVolumeWelcome(const WelcomeEdit& edit, const std::string& expected) {
+  TempDir dir;
+  ::mkdir((dir / "mnt").c_str(), 0755);
+  ::mkdir((dir / "enclave").c_str(), 0755);
+  FakeHost host(dir / "sock", [](FakeConn&, std::uint64_t, const msg::Request&) { return false; }, edit);
+  auto r = mountFakeVolume(dir / "enclave", host, dir / "mnt");
+  CHECK(r.exitCode == 1);
+  CHECK_MESSAGE(r.output.find("broke the protocol: " + expected) != std::string::npos, r.output);
+  checkNothingLeft(dir / "enclave", dir / "mnt");
+}
+
+}  // namespace
+
+TEST_CASE("a volume welcome with a foreign sector size or an impossible size is refused") {
+  checkBadVolumeWelcome([](msg::Welcome& w) { w.sectorSize = 512; }, "sector size 512");
+  checkBadVolumeWelcome([](msg::Welcome& w) { w.volumeSize = kFakeVolumeBytes + 100; }, "volume size");
+  checkBadVolumeWelcome([](msg::Welcome& w) { w.volumeSize = 0; }, "volume size 0");
+  checkBadVolumeWelcome([](msg::Welcome& w) { w.volumeSize = 1ull << 60; }, "volume size");
+  checkBadVolumeWelcome([](msg::Welcome& w) { w.maxRead = 100; }, "largest read 100");
+}
+
+TEST_CASE("sector reads answered short, long or not at all fail the mount and leave nothing") {
+  const std::vector<std::pair<const char*, Misbehaviour>> hosts = {
+      {"short", [](FakeConn& conn, std::uint64_t id, const msg::Request& r) {
+         const auto* sr = std::get_if<msg::op::SectorRead>(&r.op);
+         if (sr == nullptr) return false;
+         conn.reply(id, ok(msg::body::Data{}), std::vector<std::byte>(sr->length / 2));
+         return true;
+       }},
+      {"long", [](FakeConn& conn, std::uint64_t id, const msg::Request& r) {
+         const auto* sr = std::get_if<msg::op::SectorRead>(&r.op);
+         if (sr == nullptr) return false;
+         conn.reply(id, ok(msg::body::Data{}), std::vector<std::byte>(sr->length + 4096));
+         return true;
+       }},
+      {"wrong body", [](FakeConn& conn, std::uint64_t id, const msg::Request& r) {
+         if (!std::holds_alternative<msg::op::SectorRead>(r.op)) return false;
+         conn.reply(id, ok(msg::body::Written{4096}));
+         return true;
+       }},
+  };
+  for (const auto& [what, misbehave] : hosts) {
+    CAPTURE(what);
+    TempDir dir;
+    ::mkdir((dir / "mnt").c_str(), 0755);
+    ::mkdir((dir / "enclave").c_str(), 0755);
+    FakeHost host(dir / "sock", misbehave);
+    auto r = mountFakeVolume(dir / "enclave", host, dir / "mnt");
+    CHECK(r.exitCode == 1);
+    CHECK_MESSAGE(r.output.find("cannot read the start of volume 'db'") != std::string::npos, r.output);
+    checkNothingLeft(dir / "enclave", dir / "mnt");
+  }
 }

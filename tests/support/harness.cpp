@@ -85,6 +85,7 @@ std::optional<int> waitFor(pid_t pid, std::chrono::milliseconds limit) {
 
 std::string hostdPath() { return ENCLAVEFS_HOSTD; }
 std::string mountPath() { return ENCLAVEFS_MOUNT; }
+std::string volumeToolPath() { return ENCLAVEFS_VOLUME; }
 
 TempDir::TempDir() {
   char pattern[] = "/tmp/enclavefs-test.XXXXXX";

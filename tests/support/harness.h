@@ -15,6 +15,7 @@ namespace enclavefs::test {
 // Paths of the built programs (set by tests/meson.build).
 std::string hostdPath();
 std::string mountPath();
+std::string volumeToolPath();
 
 // A fresh directory under /tmp, removed with everything in it (after unmounting anything
 // left mounted below it).

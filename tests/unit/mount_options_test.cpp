@@ -54,7 +54,7 @@ std::string refused(const std::vector<std::string>& groups) {
 TEST_CASE("with no options a mount is read-write, nosuid, nodev and noexec") {
   auto o = parsed({});
   CHECK_FALSE(o.readOnly);
-  CHECK_FALSE(o.exec);
+  CHECK_FALSE(o.exec.has_value());
   CHECK_FALSE(o.debug);
   CHECK(o.cacheTimeouts(false).entry == 1.0);
   CHECK(o.cacheTimeouts(false).attr == 1.0);
@@ -77,12 +77,12 @@ TEST_CASE("with no options a mount is read-write, nosuid, nodev and noexec") {
 TEST_CASE("empty option groups and empty items change nothing") {
   auto o = parsed({"", ",,", ","});
   CHECK_FALSE(o.readOnly);
-  CHECK_FALSE(o.exec);
+  CHECK_FALSE(o.exec.has_value());
 }
 
 TEST_CASE("exec allows execution but keeps nosuid and nodev") {
   auto o = parsed({"exec"});
-  CHECK(o.exec);
+  CHECK(o.exec == true);
   auto kernel = optionSet(o.kernelOptions("data"));
   CHECK(kernel.count("exec") == 1);
   CHECK(kernel.count("noexec") == 0);
@@ -91,8 +91,8 @@ TEST_CASE("exec allows execution but keeps nosuid and nodev") {
 }
 
 TEST_CASE("the last of exec and noexec wins") {
-  CHECK_FALSE(parsed({"exec,noexec"}).exec);
-  CHECK(parsed({"noexec", "exec"}).exec);
+  CHECK(parsed({"exec,noexec"}).exec == false);
+  CHECK(parsed({"noexec", "exec"}).exec == true);
 }
 
 TEST_CASE("ro makes the mount read-only, and rw after it undoes that") {
@@ -106,10 +106,17 @@ TEST_CASE("ro makes the mount read-only, and rw after it undoes that") {
 TEST_CASE("options may come in several groups and combine") {
   auto o = parsed({"ro,exec", "entry_timeout=5", "debug,max_threads=8"});
   CHECK(o.readOnly);
-  CHECK(o.exec);
+  CHECK(o.exec == true);
   CHECK(o.debug);
   CHECK(o.cacheTimeouts(true).entry == 5.0);
   CHECK(o.maxThreads == 8);
+}
+
+TEST_CASE("options only a basic mount understands are named, so a block mount can refuse them") {
+  CHECK_FALSE(parsed({"ro,exec,timeout=5,max_threads=2,debug"}).basicOnlyOption.has_value());
+  CHECK(parsed({"ro", "symlinks=follow,attr_timeout=3"}).basicOnlyOption == "symlinks=follow");
+  CHECK(parsed({"entry_timeout=1"}).basicOnlyOption == "entry_timeout=1");
+  CHECK(parsed({"attr_timeout=0"}).basicOnlyOption == "attr_timeout=0");
 }
 
 TEST_CASE("nosuid and nodev are accepted and change nothing") {

@@ -109,6 +109,12 @@ std::vector<msg::Op> sampleOps() {
   ops.push_back(SetLock{7, {0, UINT64_MAX, F_RDLCK, 1}, true});
   ops.push_back(SetLock{8, {1ull << 40, (1ull << 40) + 1, F_UNLCK, 0}, false});
   ops.push_back(Flock{LOCK_EX | LOCK_NB});
+  ops.push_back(SectorRead{(1ull << 43) - 4096, 1u << 20});
+  ops.push_back(SectorWrite{1ull << 42, true});
+  ops.push_back(SectorWrite{4096, false});
+  ops.push_back(SectorFlush{});
+  ops.push_back(SectorTrim{8192, (1ull << 40) + 4096});
+  ops.push_back(SectorWriteZeroes{1ull << 30, 1ull << 33});
   return ops;
 }
 
@@ -242,6 +248,23 @@ void expectSame(const msg::op::SetLock& a, const msg::op::SetLock& b) {
 }
 void expectSame(const msg::op::Flock& a, const msg::op::Flock& b) {
   CHECK(a.operation == b.operation);
+}
+void expectSame(const msg::op::SectorRead& a, const msg::op::SectorRead& b) {
+  CHECK(a.offset == b.offset);
+  CHECK(a.length == b.length);
+}
+void expectSame(const msg::op::SectorWrite& a, const msg::op::SectorWrite& b) {
+  CHECK(a.offset == b.offset);
+  CHECK(a.fua == b.fua);
+}
+void expectSame(const msg::op::SectorFlush&, const msg::op::SectorFlush&) {}
+void expectSame(const msg::op::SectorTrim& a, const msg::op::SectorTrim& b) {
+  CHECK(a.offset == b.offset);
+  CHECK(a.length == b.length);
+}
+void expectSame(const msg::op::SectorWriteZeroes& a, const msg::op::SectorWriteZeroes& b) {
+  CHECK(a.offset == b.offset);
+  CHECK(a.length == b.length);
 }
 void expectSame(const msg::Lock& a, const msg::Lock& b) { CHECK(a == b); }
 
@@ -514,6 +537,8 @@ TEST_CASE("Welcome round-trips with every field, including the root attributes")
     welcome.maxRead = (1u << 19) + 1;
     welcome.root = sampleAttr(9);
     welcome.root.mode = S_IFDIR | 0755;
+    welcome.volumeSize = (1ull << 44) - 4096;
+    welcome.sectorSize = 4096;
     auto back = w::decodeWelcome(w::encode(welcome));
     REQUIRE_MESSAGE(back.ok(), back.error());
     CHECK(back->error == welcome.error);
@@ -524,6 +549,8 @@ TEST_CASE("Welcome round-trips with every field, including the root attributes")
     CHECK(back->maxWrite == welcome.maxWrite);
     CHECK(back->maxRead == welcome.maxRead);
     CHECK(back->root == welcome.root);
+    CHECK(back->volumeSize == welcome.volumeSize);
+    CHECK(back->sectorSize == welcome.sectorSize);
   }
 }
 

@@ -1,0 +1,130 @@
+#include "enclave-fs/basic_mount.h"
+
+#include <fuse_lowlevel.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/log.h"
+#include "enclave-fs/background.h"
+#include "enclave-fs/basic_fs.h"
+#include "enclave-fs/connection.h"
+#include "enclave-fs/fuse_session.h"
+#include "enclave-fs/invalidator.h"
+
+namespace enclavefs::enclave {
+namespace {
+
+constexpr const char* kProgram = "enclavefs-mount";
+
+int fail(const std::string& message) {
+  std::fprintf(stderr, "%s: error: %s\n", kProgram, message.c_str());
+  return 1;
+}
+
+// The mount point must exist and be of the same kind as the export's root.
+Result<void, std::string> checkMountPoint(const std::string& path, std::uint32_t rootMode) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) {
+    return Fail{"mount point " + path + ": " + std::strerror(errno)};
+  }
+  if (S_ISLNK(st.st_mode)) return Fail{"mount point " + path + " is a symbolic link"};
+  bool exportIsDir = (rootMode & S_IFMT) == S_IFDIR;
+  if (exportIsDir && !S_ISDIR(st.st_mode)) {
+    return Fail{"mount point " + path + " is not a directory, but the export is"};
+  }
+  if (!exportIsDir && !S_ISREG(st.st_mode)) {
+    return Fail{"mount point " + path + " is not a regular file, but the export is a single file"};
+  }
+  return {};
+}
+
+}  // namespace
+
+int runBasicMount(MountRequest request) {
+  const std::string& exportName = request.name;
+  const std::string& mountPoint = request.mountPoint;
+  MountOptions& options = request.options;
+  // Check before connecting, so a typo is reported as such, not as a host problem.
+  struct stat mountStat;
+  if (::lstat(mountPoint.c_str(), &mountStat) != 0) {
+    return fail("mount point " + mountPoint + ": " + std::strerror(errno));
+  }
+
+  msg::Hello hello;
+  hello.version = msg::kProtocolVersion;
+  hello.kind = msg::MountKind::basic;
+  hello.name = exportName;
+  hello.features = msg::kFeatureChangeNotify;
+  auto timeout = std::chrono::milliseconds(
+      static_cast<long long>(options.requestTimeoutSeconds * 1000));
+  auto connection =
+      Connection::open(request.host, hello, std::min(timeout, std::chrono::milliseconds(10000)));
+  if (!connection) return fail(connection.error());
+  Connection& conn = **connection;
+  if (auto ok = checkMountPoint(mountPoint, conn.welcome().root.mode); !ok) return fail(ok.error());
+  if (conn.welcome().readOnly) options.readOnly = true;
+
+  const bool hostPushesChanges = (conn.welcome().features & msg::kFeatureChangeNotify) != 0;
+  Invalidator invalidator;
+  BasicFs fs(conn, {options.cacheTimeouts(hostPushesChanges), hostPushesChanges},
+             options.policy, invalidator);
+  conn.onNotify([&invalidator](msg::Notify notify) { invalidator.post(std::move(notify)); });
+  std::string kernelOptions = options.kernelOptions(exportName);
+  std::vector<const char*> args = {kProgram, "-o", kernelOptions.c_str()};
+  if (options.debug) args.push_back("-d");
+  fuse_args fuseArgs = FUSE_ARGS_INIT(static_cast<int>(args.size()), const_cast<char**>(args.data()));
+
+  FuseSession session;
+  session.session = fuse_session_new(&fuseArgs, &basicOperations(), sizeof(fuse_lowlevel_ops), &fs);
+  fuse_opt_free_args(&fuseArgs);  // libfuse copied what it keeps
+  if (session.session == nullptr) return fail("cannot create the FUSE session");
+  if (fuse_set_signal_handlers(session.session) != 0) return fail("cannot install signal handlers");
+  session.signalsInstalled = true;
+  if (fuse_session_mount(session.session, mountPoint.c_str()) != 0) {
+    return fail("cannot mount on " + mountPoint + " (is /dev/fuse available, and are we root?)");
+  }
+  session.mounted = true;
+  std::optional<Background> background;
+  if (!request.foreground) {
+    background = Background::detach([&] { fuse_session_unmount(session.session); });
+  }
+
+  conn.start();
+  // Once the kernel has fetched the root through the mount, the mount answers: the command
+  // may return. The kernel starts with placeholder attributes for the root (no permission
+  // bits), and an invalidation that crosses a getattr makes it drop the answer and check
+  // permissions against the placeholder; so changes are applied only from then on (until
+  // then they queue, and there is nothing cached to drop anyway).
+  std::thread primer([&] {
+    struct stat root;
+    if (::stat(mountPoint.c_str(), &root) != 0) {
+      logger("mount")->error("the mount does not answer: {}", std::strerror(errno));
+      fuse_session_exit(session.session);
+      return;
+    }
+    logger("mount")->info("mounted export '{}' from {} on {}", exportName,
+                          request.host.toString(), mountPoint);
+    invalidator.start(session.session);
+    if (background) background->ready();
+  });
+  fuse_loop_config* loop = fuse_loop_cfg_create();
+  fuse_loop_cfg_set_max_threads(loop, options.maxThreads);
+  fuse_loop_cfg_set_idle_threads(loop, std::min(2u, options.maxThreads));
+  int rc = fuse_session_loop_mt(session.session, loop);
+  fuse_loop_cfg_destroy(loop);
+  primer.join();
+  conn.stop();
+  invalidator.stop();
+  logger("mount")->info("unmounted {}", mountPoint);
+  return rc == 0 ? 0 : 1;
+}
+
+}  // namespace enclavefs::enclave

@@ -1,0 +1,340 @@
+#include "enclave-fs/block_fs.h"
+
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include <cerrno>
+#include <ctime>
+
+#include "common/hard_limits.h"
+#include "common/log.h"
+#include "enclave-fs/reply_check.h"
+
+namespace enclavefs::enclave {
+namespace {
+
+constexpr fuse_ino_t kRootIno = FUSE_ROOT_ID;
+constexpr fuse_ino_t kFileIno = 2;
+// Nothing about the directory or the file changes while the volume is mounted.
+constexpr double kForever = 86400;
+
+timespec now() {
+  timespec t{};
+  ::clock_gettime(CLOCK_REALTIME, &t);
+  return t;
+}
+
+msg::Request sectorRequest(msg::Op op) {
+  msg::Request request;
+  request.op = std::move(op);
+  return request;
+}
+
+// Replies to a request whose answer is just success or an errno.
+void replyStatus(BlockFs& fs, fuse_req_t req, const char* op, const Result<Answer>& answer) {
+  auto none = expect<msg::body::None>(fs, op, answer);
+  fuse_reply_err(req, none ? 0 : none.error().value);
+}
+
+bool aligned(const BlockFs& fs, std::uint64_t value) { return value % fs.sectorSize() == 0; }
+
+// ---- operations -----------------------------------------------------------------------------
+
+void init(void* userdata, fuse_conn_info* conn) {
+  auto& fs = *static_cast<BlockFs*>(userdata);
+  // Direct I/O from the loop device in flight at once, not one request after another.
+  if (conn->capable & FUSE_CAP_ASYNC_DIO) conn->want |= FUSE_CAP_ASYNC_DIO;
+  if (conn->capable & FUSE_CAP_ASYNC_READ) conn->want |= FUSE_CAP_ASYNC_READ;
+  conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  const std::uint32_t maxWrite = std::min(fs.connection().welcome().maxWrite, limits::kMaxIoBytes);
+  conn->max_write = maxWrite - maxWrite % fs.sectorSize();
+  conn->max_read = limits::kMaxIoBytes;  // as the mount option says; replies are checked too
+  conn->max_background = 64;
+  conn->congestion_threshold = 48;
+}
+
+void lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  auto& fs = BlockFs::of(req);
+  if (parent != kRootIno || std::string_view(name) != BlockFs::kFileName) {
+    fuse_reply_err(req, ENOENT);
+    return;
+  }
+  fuse_entry_param entry{};
+  entry.ino = kFileIno;
+  entry.generation = 1;
+  entry.attr = fs.statOf(kFileIno);
+  entry.attr_timeout = kForever;
+  entry.entry_timeout = kForever;
+  fuse_reply_entry(req, &entry);
+}
+
+void getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  struct stat st = BlockFs::of(req).statOf(ino);
+  fuse_reply_attr(req, &st, kForever);
+}
+
+void setattr(fuse_req_t req, fuse_ino_t ino, struct stat*, int toSet, fuse_file_info*) {
+  // The volume's size and ownership are the host's to set; only timestamps may be touched,
+  // and they are not kept.
+  constexpr int kTimes = FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
+                         FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME;
+  if ((toSet & ~kTimes) != 0) {
+    fuse_reply_err(req, EPERM);
+    return;
+  }
+  struct stat st = BlockFs::of(req).statOf(ino);
+  fuse_reply_attr(req, &st, kForever);
+}
+
+void statfs(fuse_req_t req, fuse_ino_t) {
+  auto& fs = BlockFs::of(req);
+  // The loop device takes its discard granularity from the block size here.
+  struct statvfs st{};
+  st.f_bsize = fs.sectorSize();
+  st.f_frsize = fs.sectorSize();
+  st.f_blocks = fs.size() / fs.sectorSize();
+  st.f_files = 2;
+  st.f_namemax = limits::kMaxNameBytes;
+  fuse_reply_statfs(req, &st);
+}
+
+void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  auto& fs = BlockFs::of(req);
+  if (ino != kFileIno) {
+    fuse_reply_err(req, EISDIR);
+    return;
+  }
+  if (fs.readOnly() && (fi->flags & O_ACCMODE) != O_RDONLY) {
+    fuse_reply_err(req, EROFS);
+    return;
+  }
+  if (fi->flags & O_TRUNC) {
+    fuse_reply_err(req, EPERM);
+    return;
+  }
+  fs.opened();
+  if (fuse_reply_open(req, fi) != 0) fs.released();  // the opener is gone: no release follows
+}
+
+void release(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
+  auto& fs = BlockFs::of(req);
+  fuse_reply_err(req, 0);
+  fs.released();
+}
+
+void flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
+  // Nothing is held back here: a write is on the host once it is answered.
+  fuse_reply_err(req, 0);
+}
+
+void read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info*) {
+  auto& fs = BlockFs::of(req);
+  const auto offset = static_cast<std::uint64_t>(off);
+  if (offset >= fs.size()) {
+    fuse_reply_buf(req, nullptr, 0);
+    return;
+  }
+  const std::uint64_t length = std::min<std::uint64_t>(size, fs.size() - offset);
+  if (!aligned(fs, offset) || !aligned(fs, length) ||
+      length > fs.connection().welcome().maxRead) {
+    fuse_reply_err(req, EINVAL);
+    return;
+  }
+  fs.connection().call(sectorRequest(msg::op::SectorRead{offset, length}), {},
+                       [req, &fs, length](Result<Answer> a) {
+                         auto data = expect<msg::body::Data>(fs, "sectorRead", a);
+                         if (!data) {
+                           fuse_reply_err(req, data.error().value);
+                         } else if (a->payload.size() != length) {
+                           fuse_reply_err(req, fs.refuse("sectorRead",
+                                                         "answered " + std::to_string(a->payload.size()) +
+                                                             " bytes for a read of " +
+                                                             std::to_string(length)));
+                         } else {
+                           fuse_reply_buf(req, reinterpret_cast<const char*>(a->payload.data()),
+                                          a->payload.size());
+                         }
+                       });
+}
+
+void write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off,
+           fuse_file_info* fi) {
+  auto& fs = BlockFs::of(req);
+  const auto offset = static_cast<std::uint64_t>(off);
+  if (!aligned(fs, offset) || !aligned(fs, size) || size == 0) {
+    fuse_reply_err(req, EINVAL);
+    return;
+  }
+  if (offset > fs.size() || size > fs.size() - offset) {
+    fuse_reply_err(req, ENOSPC);  // a volume does not grow by writing past its end
+    return;
+  }
+  const bool fua = (fi->flags & (O_DSYNC | O_SYNC)) != 0;
+  fs.connection().call(
+      sectorRequest(msg::op::SectorWrite{offset, fua}),
+      {reinterpret_cast<const std::byte*>(buf), size}, [req, &fs, size](Result<Answer> a) {
+        auto written = expect<msg::body::Written>(fs, "sectorWrite", a);
+        if (!written) {
+          fuse_reply_err(req, written.error().value);
+        } else if ((*written)->count != size) {
+          fuse_reply_err(req, fs.refuse("sectorWrite", "wrote " +
+                                                            std::to_string((*written)->count) +
+                                                            " of " + std::to_string(size) +
+                                                            " bytes"));
+        } else {
+          fuse_reply_write(req, size);
+        }
+      });
+}
+
+void fsync(fuse_req_t req, fuse_ino_t, int, fuse_file_info*) {
+  auto& fs = BlockFs::of(req);
+  fs.connection().call(sectorRequest(msg::op::SectorFlush{}), {},
+                       [req, &fs](Result<Answer> a) { replyStatus(fs, req, "sectorFlush", a); });
+}
+
+// The loop device discards with a punched hole and zeroes with a zeroed range (or a hole).
+void fallocate(fuse_req_t req, fuse_ino_t, int mode, off_t off, off_t len, fuse_file_info*) {
+  auto& fs = BlockFs::of(req);
+  const auto offset = static_cast<std::uint64_t>(off);
+  const auto length = static_cast<std::uint64_t>(len);
+  if (off < 0 || len <= 0 || offset > fs.size() || length > fs.size() - offset) {
+    fuse_reply_err(req, EINVAL);
+    return;
+  }
+  auto answer = [req, &fs](const char* op) {
+    return [req, &fs, op](Result<Answer> a) { replyStatus(fs, req, op, a); };
+  };
+  if (mode == (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)) {
+    // A discard is advice: the whole sectors inside the range are freed, the rest kept.
+    const std::uint64_t sector = fs.sectorSize();
+    const std::uint64_t first = (offset + sector - 1) / sector * sector;
+    const std::uint64_t end = (offset + length) / sector * sector;
+    if (end <= first) {
+      fuse_reply_err(req, 0);
+      return;
+    }
+    fs.connection().call(sectorRequest(msg::op::SectorTrim{first, end - first}), {},
+                         answer("sectorTrim"));
+  } else if ((mode & ~FALLOC_FL_KEEP_SIZE) == FALLOC_FL_ZERO_RANGE) {
+    if (!aligned(fs, offset) || !aligned(fs, length)) {
+      fuse_reply_err(req, EINVAL);
+      return;
+    }
+    fs.connection().call(sectorRequest(msg::op::SectorWriteZeroes{offset, length}), {},
+                         answer("sectorWriteZeroes"));
+  } else {
+    fuse_reply_err(req, EOPNOTSUPP);  // a volume is fully sized from the start
+  }
+}
+
+void opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  if (ino != kRootIno) {
+    fuse_reply_err(req, ENOTDIR);
+    return;
+  }
+  fuse_reply_open(req, fi);
+}
+
+void readdir(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info*) {
+  auto& fs = BlockFs::of(req);
+  struct Item {
+    const char* name;
+    fuse_ino_t ino;
+  };
+  static constexpr Item kItems[] = {{".", kRootIno}, {"..", kRootIno}, {BlockFs::kFileName, kFileIno}};
+  std::string buffer(size, '\0');
+  std::size_t used = 0;
+  for (off_t i = off; i < static_cast<off_t>(std::size(kItems)); ++i) {
+    struct stat st = fs.statOf(kItems[i].ino);
+    std::size_t need = fuse_add_direntry(req, buffer.data() + used, size - used, kItems[i].name,
+                                         &st, i + 1);
+    if (need > size - used) break;
+    used += need;
+  }
+  fuse_reply_buf(req, buffer.data(), used);
+}
+
+void releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
+
+constexpr fuse_lowlevel_ops makeOperations() {
+  fuse_lowlevel_ops ops{};
+  ops.init = init;
+  ops.lookup = lookup;
+  ops.getattr = getattr;
+  ops.setattr = setattr;
+  ops.statfs = statfs;
+  ops.open = open;
+  ops.release = release;
+  ops.flush = flush;
+  ops.read = read;
+  ops.write = write;
+  ops.fsync = fsync;
+  ops.fallocate = fallocate;
+  ops.opendir = opendir;
+  ops.readdir = readdir;
+  ops.releasedir = releasedir;
+  return ops;
+}
+
+constexpr fuse_lowlevel_ops kOperations = makeOperations();
+
+}  // namespace
+
+BlockFs::BlockFs(Connection& connection, bool readOnly)
+    : connection_(connection),
+      size_(connection.welcome().volumeSize),
+      sectorSize_(connection.welcome().sectorSize),
+      readOnly_(readOnly),
+      mountTime_(now()),
+      log_(logger("block")) {}
+
+struct stat BlockFs::statOf(fuse_ino_t ino) const {
+  struct stat st{};
+  st.st_ino = ino;
+  st.st_uid = 0;
+  st.st_gid = 0;
+  st.st_atim = st.st_mtim = st.st_ctim = mountTime_;
+  st.st_blksize = static_cast<blksize_t>(sectorSize_);
+  if (ino == kFileIno) {
+    st.st_mode = S_IFREG | (readOnly_ ? 0400 : 0600);
+    st.st_nlink = 1;
+    st.st_size = static_cast<off_t>(size_);
+    st.st_blocks = static_cast<blkcnt_t>(size_ / 512);
+  } else {
+    st.st_mode = S_IFDIR | 0700;
+    st.st_nlink = 2;
+  }
+  return st;
+}
+
+int BlockFs::refuse(const char* op, const std::string& why) const {
+  log_->error("refused the host's reply to {}: {}", op, printable(why, 300));
+  return EIO;
+}
+
+void BlockFs::opened() {
+  std::lock_guard lock(openMutex_);
+  ++openFiles_;
+}
+
+void BlockFs::released() {
+  std::function<void()> lastReleased;
+  {
+    std::lock_guard lock(openMutex_);
+    if (openFiles_ > 0) --openFiles_;
+    if (openFiles_ == 0) lastReleased = std::move(lastReleased_);
+  }
+  if (lastReleased) lastReleased();
+}
+
+void BlockFs::armLastRelease(std::function<void()> lastReleased) {
+  std::lock_guard lock(openMutex_);
+  lastReleased_ = std::move(lastReleased);
+}
+
+const fuse_lowlevel_ops& blockOperations() { return kOperations; }
+
+}  // namespace enclavefs::enclave

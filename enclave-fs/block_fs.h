@@ -1,0 +1,72 @@
+// The block-mount FUSE file system: one private directory holding one file, `volume`, whose
+// bytes are the sectors of a volume on the host. A loop device attached to that file turns it
+// into a disk for the enclave's own ext4 (block_mount.h does that).
+//
+// Each read, write, fsync and fallocate of the file becomes one sector request, made the way
+// the basic file system makes its requests: a FUSE thread sends and returns, the connection's
+// receiver thread checks the host's answer and replies. Nothing is cached here; the loop
+// device opens the file for direct I/O, so the enclave's page cache sits above ext4 only.
+//
+//   read             -> sectorRead (the answer must carry exactly the bytes asked for)
+//   write            -> sectorWrite, with FUA for O_DSYNC/O_SYNC writes
+//   fsync            -> sectorFlush
+//   fallocate        -> sectorTrim (punch hole) or sectorWriteZeroes (zero range)
+#pragma once
+
+#include <fuse_lowlevel.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "enclave-fs/connection.h"
+
+namespace spdlog {
+class logger;
+}
+
+namespace enclavefs::enclave {
+
+class BlockFs {
+ public:
+  static constexpr const char* kFileName = "volume";
+
+  // The volume's size and sector size come from the connection's (checked) welcome.
+  BlockFs(Connection& connection, bool readOnly);
+
+  static BlockFs& of(fuse_req_t req) { return *static_cast<BlockFs*>(fuse_req_userdata(req)); }
+
+  Connection& connection() { return connection_; }
+  std::uint64_t size() const { return size_; }
+  std::uint32_t sectorSize() const { return sectorSize_; }
+  bool readOnly() const { return readOnly_; }
+  struct stat statOf(fuse_ino_t ino) const;
+
+  // Logs why a host reply was refused and yields the errno the kernel sees.
+  int refuse(const char* op, const std::string& why) const;
+
+  // Open-file accounting. Once armed (after the loop device holds the file and every other
+  // descriptor is closed), the release that closes the last open calls `lastReleased`: the
+  // loop device has let go, so the mount is over.
+  void opened();
+  void released();
+  void armLastRelease(std::function<void()> lastReleased);
+
+ private:
+  Connection& connection_;
+  const std::uint64_t size_;
+  const std::uint32_t sectorSize_;
+  const bool readOnly_;
+  const struct timespec mountTime_;
+  std::shared_ptr<spdlog::logger> log_;
+
+  std::mutex openMutex_;
+  unsigned openFiles_ = 0;
+  std::function<void()> lastReleased_;
+};
+
+const fuse_lowlevel_ops& blockOperations();
+
+}  // namespace enclavefs::enclave

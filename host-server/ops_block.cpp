@@ -1,0 +1,127 @@
+// Block volumes: sectorRead, sectorWrite, sectorFlush, sectorTrim, sectorWriteZeroes.
+//
+// A request's byte range is checked against the volume before any I/O: aligned to the
+// sector size, not empty, and inside the volume (without overflow). The image's header lies
+// before the data area, so a client can reach neither it nor anything past the volume's end.
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+
+#include <cerrno>
+
+#include "common/hard_limits.h"
+#include "common/log.h"
+#include "common/overloaded.h"
+#include "host-server/operations.h"
+#include "host-server/volume_file.h"
+
+namespace enclavefs::host {
+namespace {
+
+// EINVAL for a range the client should never send; the log says which rule it broke.
+Result<std::uint64_t> imageOffset(Session& s, const char* op, std::uint64_t offset,
+                                  std::uint64_t length) {
+  const VolumeHeader& volume = s.image().header();
+  const char* broken = nullptr;
+  if (length == 0) {
+    broken = "is empty";
+  } else if (offset % volume.sectorSize != 0 || length % volume.sectorSize != 0) {
+    broken = "is not sector-aligned";
+  } else if (offset > volume.size || length > volume.size - offset) {
+    broken = "ends past the end of the volume";
+  }
+  if (broken != nullptr) {
+    s.log().warn("client {}: {} of {} bytes at {} {}", s.id(), op, length, offset, broken);
+    return Errno{EINVAL};
+  }
+  return volume.dataOffset + offset;
+}
+
+}  // namespace
+
+namespace ops {
+
+Co<Outcome> sectorRead(Session& s, const msg::op::SectorRead& op) {
+  if (op.length > limits::kMaxIoBytes) co_return failure(EINVAL);
+  auto at = imageOffset(s, "sectorRead", op.offset, op.length);
+  if (!at) co_return failure(at.error().value);
+  Bytes data = Bytes::allocate(op.length);
+  std::size_t done = 0;
+  while (done < data.size) {
+    int n = co_await s.ring().op([&](io_uring_sqe* sqe) {
+      io_uring_prep_read(sqe, s.image().fd(), data.data.get() + done,
+                         static_cast<unsigned>(data.size - done), *at + done);
+    });
+    if (n < 0) co_return failure(-n);
+    if (n == 0) co_return failure(EIO);  // the image shrank under us
+    done += static_cast<std::size_t>(n);
+  }
+  Outcome outcome = success(msg::body::Data{});
+  outcome.payload = std::move(data);
+  co_return outcome;
+}
+
+Co<Outcome> sectorWrite(Session& s, const msg::op::SectorWrite& op, Bytes& data) {
+  auto at = imageOffset(s, "sectorWrite", op.offset, data.size);
+  if (!at) co_return failure(at.error().value);
+  std::size_t done = 0;
+  while (done < data.size) {
+    int n = co_await s.ring().op([&](io_uring_sqe* sqe) {
+      io_uring_prep_write(sqe, s.image().fd(), data.data.get() + done,
+                          static_cast<unsigned>(data.size - done), *at + done);
+      if (op.fua) sqe->rw_flags = RWF_DSYNC;
+    });
+    if (n < 0) co_return failure(-n);
+    if (n == 0) co_return failure(EIO);
+    done += static_cast<std::size_t>(n);
+  }
+  co_return success(msg::body::Written{static_cast<std::uint32_t>(done)});
+}
+
+Co<Outcome> sectorFlush(Session& s) {
+  int rc = co_await s.ring().op([&](io_uring_sqe* sqe) {
+    io_uring_prep_fsync(sqe, s.image().fd(), IORING_FSYNC_DATASYNC);
+  });
+  if (rc < 0) co_return failure(-rc);
+  co_return success();
+}
+
+Co<Outcome> sectorDiscard(Session& s, const char* op, std::uint64_t offset, std::uint64_t length,
+                          bool keepAllocated) {
+  auto at = imageOffset(s, op, offset, length);
+  if (!at) co_return failure(at.error().value);
+  auto fallocate = [&](int mode) {
+    return s.ring().op([&, mode](io_uring_sqe* sqe) {
+      io_uring_prep_fallocate(sqe, s.image().fd(), mode | FALLOC_FL_KEEP_SIZE,
+                              static_cast<off_t>(*at), static_cast<off_t>(length));
+    });
+  };
+  int rc = -EOPNOTSUPP;
+  if (keepAllocated) rc = co_await fallocate(FALLOC_FL_ZERO_RANGE);
+  // A hole reads back as zeros too, on file systems without zero-range (tmpfs).
+  if (rc == -EOPNOTSUPP) rc = co_await fallocate(FALLOC_FL_PUNCH_HOLE);
+  if (rc < 0) co_return failure(-rc);
+  co_return success();
+}
+
+}  // namespace ops
+
+Co<Outcome> performBlock(Session& s, const msg::Request& r, Bytes& payload) {
+  return std::visit(
+      Overloaded{
+          [&](const msg::op::SectorRead& op) { return ops::sectorRead(s, op); },
+          [&](const msg::op::SectorWrite& op) { return ops::sectorWrite(s, op, payload); },
+          [&](const msg::op::SectorFlush&) { return ops::sectorFlush(s); },
+          [&](const msg::op::SectorTrim& op) {
+            return ops::sectorDiscard(s, "sectorTrim", op.offset, op.length, false);
+          },
+          [&](const msg::op::SectorWriteZeroes& op) {
+            return ops::sectorDiscard(s, "sectorWriteZeroes", op.offset, op.length, true);
+          },
+          // File-system operations mean nothing on a volume.
+          [&](const auto&) { return immediately(failure(EOPNOTSUPP)); },
+      },
+      r.op);
+}
+
+}  // namespace enclavefs::host
