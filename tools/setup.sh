@@ -11,7 +11,7 @@ packages=(
   libspdlog-dev libfmt-dev doctest-dev libcli11-dev
   libyaml-cpp-dev nlohmann-json3-dev libsodium-dev
   e2fsprogs util-linux attr python3
-  fio sshfs openssh-sftp-server sqlite3
+  fio sshfs openssh-sftp-server sqlite3 nbdkit libnbd-bin
 )
 
 missing=()

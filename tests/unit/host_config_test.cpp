@@ -388,6 +388,42 @@ TEST_CASE("an export name must be plain and unique; its path must not be empty")
              {"exports[0].path must not contain a NUL byte"});
 }
 
+TEST_CASE("volumes: a name, a path and who may hold each; the same rules as exports") {
+  auto parsed = parseHostConfig(yaml({
+                                    "version: 1",                 // 1
+                                    "volumes:",                   // 2
+                                    "  - name: db",               // 3
+                                    "    path: /srv/db.img",      // 4
+                                    "    allow: {cids: [16]}",    // 5
+                                    "  - name: scratch",          // 6
+                                    "    path: /srv/scratch.img", // 7
+                                    "exports:",                   // 8
+                                    "  - name: db",               // 9: another namespace
+                                    "    path: /srv/db",          // 10
+                                }),
+                                "hostd.yaml");
+  REQUIRE_MESSAGE(parsed.ok(), parsed.error());
+  REQUIRE(parsed->volumes.size() == 2);
+  CHECK(parsed->volumes[0].name == "db");
+  CHECK(parsed->volumes[0].path == "/srv/db.img");
+  CHECK(parsed->volumes[0].allow.cids == std::vector<std::uint32_t>{16});
+  CHECK_FALSE(parsed->volumes[0].allow.uids.has_value());
+  CHECK(parsed->volumes[0].origin == "hostd.yaml:3");
+  CHECK(parsed->volumes[1].name == "scratch");
+  CHECK_FALSE(parsed->volumes[1].allow.cids.has_value());
+  CHECK(parsed->exports.size() == 1);
+
+  checkError(yaml({"version: 1", "volumes:", "  - name: a/b", "    path: /a"}), 3,
+             {"volumes[0].name 'a/b'", "without '/'"});
+  checkError(yaml({"version: 1", "volumes:", "  - name: db", "    path: /a", "  - name: db",
+                   "    path: /b"}),
+             5, {"volumes[1].name", "the volume name 'db' is already used on line 3"});
+  checkError(yaml({"version: 1", "volumes:", "  - name: db"}), 3, {"volumes[0]", "path"});
+  checkError(yaml({"version: 1", "volumes:", "  - name: db", "    path: /a", "    readOnly: true"}),
+             5, {"volumes[0].readOnly"});
+  checkError(yaml({"version: 1", "volumes: db"}), 2, {"volumes must be a list of volumes"});
+}
+
 TEST_CASE("an owner uid or gid is refused with mapping passthrough") {
   checkError(yaml({"version: 1", "exports:", "  - name: a", "    path: /a",
                    "    owner:", "      mapping: passthrough", "      uid: 1000"}),

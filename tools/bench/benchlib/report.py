@@ -14,6 +14,7 @@ class Results:
         self.details = []               # [{target, workload, rep, details}]
         self.failures = []              # [{target, workload, rep, error}]
         self.memory = {}                # target name -> {process: {VmHWM, VmRSS}}
+        self.skipped = {}               # target name -> why it was left out (packages)
 
     def metrics(self):
         return [(w, m) for w in self.workloads for m in w.metrics]
@@ -32,12 +33,19 @@ class Results:
         values = self.runs.get(key, {}).get(target)
         return statistics.median(values) if values else None
 
-    def ratio_columns(self):
+    def groups(self):
+        """[(group, [Target])] in report order."""
+        out = {}
+        for t in self.targets:
+            out.setdefault(t.group, []).append(t)
+        return list(out.items())
+
+    def ratio_columns(self, group=None):
         """[(label, subject, other)] for each subject and each peer/limit of its group."""
         cols = []
         names = [t.name for t in self.targets]
         for s in self.targets:
-            if s.role != "subject":
+            if s.role != "subject" or (group is not None and s.group != group):
                 continue
             for role in ("peer", "limit"):
                 for o in self.targets:
@@ -71,9 +79,8 @@ def _ratio(v):
     return "-" if v is None else ratio_text(v) + "x"
 
 
-def table(results, title):
-    cols = results.ratio_columns()
-    names = [t.name for t in results.targets]
+def _group_table(results, targets, cols):
+    names = [t.name for t in targets]
     head = ["metric", "unit"] + names + [c[0] for c in cols]
     rows = []
     for _, m in results.metrics():
@@ -88,10 +95,24 @@ def table(results, title):
         cells += [c.rjust(w) for c, w in zip(r[2:], widths[2:])]
         return "  ".join(cells).rstrip()
 
-    lines = [title, fmt(head), "  ".join("-" * w for w in widths)]
-    lines += [fmt(r) for r in rows]
+    return [fmt(head), "  ".join("-" * w for w in widths)] + [fmt(r) for r in rows]
+
+
+def table(results, title):
+    """One table per group of targets (its targets' medians, its subject's ratios)."""
+    lines = [title]
+    groups = results.groups()
+    for i, (group, targets) in enumerate(groups):
+        if len(groups) > 1:
+            lines += ([""] if i else []) + [f"{group} mounts:"]
+        lines += _group_table(results, targets, results.ratio_columns(group))
     lines.append("(medians; every figure is a rate, higher is better; ratio > 1: "
                  "the subject is faster)")
+    if results.skipped:
+        lines.append("")
+        lines.append(f"SKIPPED TARGETS ({len(results.skipped)}), not measured:")
+        for name, why in results.skipped.items():
+            lines.append(f"  {name}: {why}")
     mem = memory_lines(results)
     if mem:
         lines.append("")
@@ -105,13 +126,11 @@ def table(results, title):
 
 
 def memory_lines(results):
-    lines = []
-    for target, procs in results.memory.items():
-        for proc, m in procs.items():
-            if "VmHWM" in m:
-                lines.append(f"  {proc + ' (' + target + ')':<30} peak RSS "
-                             f"{m['VmHWM'] / 1024:7.1f} MiB   (at the end: "
-                             f"{m.get('VmRSS', 0) / 1024:.1f} MiB)")
+    rows = [(f"{proc} ({target})", m) for target, procs in results.memory.items()
+            for proc, m in procs.items() if "VmHWM" in m]
+    width = max([30] + [len(label) for label, _ in rows])
+    lines = [f"  {label:<{width}} peak RSS {m['VmHWM'] / 1024:7.1f} MiB   (at the end: "
+             f"{m.get('VmRSS', 0) / 1024:.1f} MiB)" for label, m in rows]
     if lines:
         lines.insert(0, "memory (VmHWM = peak resident set over the whole run, read at its end):")
     return lines
@@ -133,6 +152,7 @@ def to_json(results, meta):
     out["ratios"] = {m.key: {label: results.ratio(m, s, o) for label, s, o in cols}
                      for _, m in results.metrics()}
     out["memory_kib"] = results.memory
+    out["skipped"] = results.skipped
     out["details"] = results.details
     out["failures"] = results.failures
     return json.dumps(out, indent=2, sort_keys=False)
@@ -151,10 +171,21 @@ def svg(results, title):
     lo_exp, hi_exp = min(lo_exp, -1), max(hi_exp, 1)
 
     label_w, plot_w, right = 250, 560, 70
-    bar_h, gap, top = 13, 10, 70
+    width = label_w + plot_w + right
+    # The legend: entries laid out by their label length (~7 px a character), wrapped at the
+    # right edge; the plot starts below it.
+    legend, lx, ly = [], 10, 48
+    for i, (label, _, _) in enumerate(cols):
+        w = 16 + 7 * len(label) + 24     # swatch, text, gap
+        if lx > 10 and lx + w > width:
+            lx, ly = 10, ly + 16
+        legend.append(f'<rect x="{lx}" y="{ly}" width="12" height="12" '
+                      f'fill="{palette[i % 4]}"/><text x="{lx + 16}" y="{ly + 10}">'
+                      f'{escape(label)}</text>')
+        lx += w
+    bar_h, gap, top = 13, 10, ly + 22
     row_h = bar_h * max(1, len(cols)) + gap
     height = top + row_h * len(rows) + 50
-    width = label_w + plot_w + right
 
     def x(v):
         return label_w + plot_w * (math.log10(v) - lo_exp) / (hi_exp - lo_exp)
@@ -164,11 +195,9 @@ def svg(results, title):
            f'<rect width="{width}" height="{height}" fill="white"/>',
            f'<text x="10" y="20" font-size="14" font-weight="bold">{escape(title)}</text>',
            f'<text x="10" y="38" fill="#555">ratio of medians, log scale; right of 1 = '
-           f'{escape(cols[0][1] if cols else "subject")} faster</text>']
-    for i, (label, _, _) in enumerate(cols):
-        lx = label_w + 200 * i
-        out.append(f'<rect x="{lx}" y="48" width="12" height="12" fill="{palette[i % 4]}"/>'
-                   f'<text x="{lx + 16}" y="58">{escape(label)}</text>')
+           f'the subject ({escape(", ".join(sorted({c[1] for c in cols})) or "none")}) '
+           f'faster</text>']
+    out += legend
     bottom = top + row_h * len(rows)
     for e in range(lo_exp, hi_exp + 1):
         for mult in (1, 2, 5):

@@ -147,6 +147,65 @@ def unmount(path):
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
 
 
+# --- loop devices -----------------------------------------------------------------------------
+
+def loop_devices(backing):
+    """/dev/loopN devices attached to the file backing, from sysfs.
+
+    sysfs, not `losetup -j`: that stats the file, which fails once the FUSE server behind it
+    is gone, and a teardown must still find the device then.
+    """
+    want = {backing, os.path.realpath(backing)}
+    found = []
+    try:
+        names = sorted(os.listdir("/sys/block"))
+    except OSError:
+        return found
+    for name in names:
+        if not name.startswith("loop"):
+            continue
+        try:
+            with open(f"/sys/block/{name}/loop/backing_file") as f:
+                path = f.read().rstrip("\n")
+        except OSError:
+            continue    # not attached
+        if path.removesuffix(" (deleted)") in want:
+            found.append("/dev/" + name)
+    return found
+
+
+def loop_dio(device):
+    """Whether the loop device does direct I/O on its backing file (None: cannot tell)."""
+    try:
+        with open(f"/sys/block/{os.path.basename(device)}/loop/dio") as f:
+            return f.read().strip() == "1"
+    except OSError:
+        return None
+
+
+def detach_loops(backing, timeout=5.0):
+    """losetup -d every loop device on backing; raises BenchError if one stays attached.
+
+    On a device still in use (a file system lazily unmounted) the kernel only marks it to
+    detach itself once free, so the device is checked again afterwards.
+    """
+    devices = loop_devices(backing)
+    for dev in devices:
+        p = subprocess.run(["losetup", "-d", dev], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           timeout=60)
+        if p.returncode != 0:
+            log(f"losetup -d {dev} failed: {p.stdout.strip()}")
+    deadline = time.monotonic() + timeout
+    while devices:
+        devices = loop_devices(backing)
+        if not devices:
+            return
+        if time.monotonic() > deadline:
+            raise BenchError(f"{', '.join(devices)} still attached to {backing} (in use?)")
+        time.sleep(0.05)
+
+
 # --- processes --------------------------------------------------------------------------------
 
 def cmdline(pid):

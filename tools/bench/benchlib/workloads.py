@@ -24,14 +24,18 @@ class Sizes:
     tree_max_files: int     # regular files taken from /usr/include (0 = all)
     sqlite_txns: int        # SQLite transactions ...
     sqlite_rows: int        # ... of this many inserts each
-    tmpfs_size: str         # size= of the tmpfs
+    tmpfs_size: str         # size= of the tmpfs: a cap; it holds the basic targets' data and the
+                            # block targets' sparse images (which only grow: nothing discards)
+    volume_size: str        # size of each block target's image (enclavefs-volume create --size)
     workload_timeout_s: int # watchdog for one workload on one target
 
 
 FULL = Sizes(runs=3, fio_size_mib=512, fio_runtime_s=10, small_files=3000, tree_max_files=0,
-             sqlite_txns=200, sqlite_rows=100, tmpfs_size="3G", workload_timeout_s=1200)
+             sqlite_txns=200, sqlite_rows=100, tmpfs_size="8G", volume_size="2G",
+             workload_timeout_s=1200)
 QUICK = Sizes(runs=1, fio_size_mib=64, fio_runtime_s=2, small_files=300, tree_max_files=800,
-              sqlite_txns=30, sqlite_rows=100, tmpfs_size="1G", workload_timeout_s=150)
+              sqlite_txns=30, sqlite_rows=100, tmpfs_size="2G", volume_size="2G",
+              workload_timeout_s=150)
 
 
 @dataclass(frozen=True)
