@@ -16,6 +16,7 @@
 #include "enclave-fs/background.h"
 #include "enclave-fs/basic_fs.h"
 #include "enclave-fs/connection.h"
+#include "enclave-fs/force_mount.h"
 #include "enclave-fs/fuse_session.h"
 #include "enclave-fs/invalidator.h"
 
@@ -29,34 +30,15 @@ int fail(const std::string& message) {
   return 1;
 }
 
-// The mount point must exist and be of the same kind as the export's root.
-Result<void, std::string> checkMountPoint(const std::string& path, std::uint32_t rootMode) {
-  struct stat st;
-  if (::lstat(path.c_str(), &st) != 0) {
-    return Fail{"mount point " + path + ": " + std::strerror(errno)};
-  }
-  if (S_ISLNK(st.st_mode)) return Fail{"mount point " + path + " is a symbolic link"};
-  bool exportIsDir = (rootMode & S_IFMT) == S_IFDIR;
-  if (exportIsDir && !S_ISDIR(st.st_mode)) {
-    return Fail{"mount point " + path + " is not a directory, but the export is"};
-  }
-  if (!exportIsDir && !S_ISREG(st.st_mode)) {
-    return Fail{"mount point " + path + " is not a regular file, but the export is a single file"};
-  }
-  return {};
-}
-
 }  // namespace
 
 int runBasicMount(MountRequest request) {
   const std::string& exportName = request.name;
   const std::string& mountPoint = request.mountPoint;
   MountOptions& options = request.options;
-  // Check before connecting, so a typo is reported as such, not as a host problem.
-  struct stat mountStat;
-  if (::lstat(mountPoint.c_str(), &mountStat) != 0) {
-    return fail("mount point " + mountPoint + ": " + std::strerror(errno));
-  }
+  // A first look before connecting, so a bad path is reported as such, not as a host
+  // problem; the check that counts is made again right before the mount.
+  if (auto ok = MountPath::check(mountPoint, request.forceMount); !ok) return fail(ok.error());
 
   msg::Hello hello;
   hello.version = msg::kProtocolVersion;
@@ -69,7 +51,6 @@ int runBasicMount(MountRequest request) {
       Connection::open(request.host, hello, std::min(timeout, std::chrono::milliseconds(10000)));
   if (!connection) return fail(connection.error());
   Connection& conn = **connection;
-  if (auto ok = checkMountPoint(mountPoint, conn.welcome().root.mode); !ok) return fail(ok.error());
   if (conn.welcome().readOnly) options.readOnly = true;
 
   const bool hostPushesChanges = (conn.welcome().features & msg::kFeatureChangeNotify) != 0;
@@ -82,19 +63,30 @@ int runBasicMount(MountRequest request) {
   if (options.debug) args.push_back("-d");
   fuse_args fuseArgs = FUSE_ARGS_INIT(static_cast<int>(args.size()), const_cast<char**>(args.data()));
 
+  // Declared before the session, so a failed mount's path goes after the unmount.
+  std::optional<MountPath> path;
   FuseSession session;
   session.session = fuse_session_new(&fuseArgs, &basicOperations(), sizeof(fuse_lowlevel_ops), &fs);
   fuse_opt_free_args(&fuseArgs);  // libfuse copied what it keeps
   if (session.session == nullptr) return fail("cannot create the FUSE session");
   if (fuse_set_signal_handlers(session.session) != 0) return fail("cannot install signal handlers");
   session.signalsInstalled = true;
+  const bool exportIsDirectory = (conn.welcome().root.mode & S_IFMT) == S_IFDIR;
+  auto prepared = MountPath::prepare(mountPoint, request.forceMount,
+                                     exportIsDirectory ? MountTarget::directory : MountTarget::regularFile,
+                                     "export '" + exportName + "'");
+  if (!prepared) return fail(prepared.error());
+  path.emplace(std::move(*prepared));
   if (fuse_session_mount(session.session, mountPoint.c_str()) != 0) {
     return fail("cannot mount on " + mountPoint + " (is /dev/fuse available, and are we root?)");
   }
   session.mounted = true;
   std::optional<Background> background;
   if (!request.foreground) {
-    background = Background::detach([&] { fuse_session_unmount(session.session); });
+    background = Background::detach([&] {
+      fuse_session_unmount(session.session);
+      path.reset();
+    });
   }
 
   conn.start();
@@ -113,6 +105,7 @@ int runBasicMount(MountRequest request) {
     logger("mount")->info("mounted export '{}' from {} on {}", exportName,
                           request.host.toString(), mountPoint);
     invalidator.start(session.session);
+    path->keep();
     if (background) background->ready();
   });
   fuse_loop_config* loop = fuse_loop_cfg_create();

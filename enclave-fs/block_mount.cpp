@@ -25,6 +25,7 @@
 #include "enclave-fs/background.h"
 #include "enclave-fs/block_fs.h"
 #include "enclave-fs/connection.h"
+#include "enclave-fs/force_mount.h"
 #include "enclave-fs/fuse_session.h"
 #include "enclave-fs/loop_device.h"
 #include "enclave-fs/run_tool.h"
@@ -177,6 +178,7 @@ class BlockMount {
   std::thread fuseLoop_;
   UniqueFd over_ = UniqueFd(::eventfd(0, EFD_CLOEXEC));  // the FUSE file's last release
   std::optional<LoopDevice> loop_;
+  std::optional<MountPath> mountPath_;  // removed with the mount if it created the path
 };
 
 Result<void, std::string> BlockMount::takeBlockLock() {
@@ -285,6 +287,12 @@ Result<void, std::string> BlockMount::attachFormatMount() {
     }
   }
 
+  // The mount path is checked (and made if absent) right before the mount.
+  auto path = MountPath::prepare(request_.mountPoint, request_.forceMount, MountTarget::directory,
+                                 "volume '" + name + "'");
+  if (!path) return Fail{path.error()};
+  mountPath_.emplace(std::move(*path));
+
   unsigned long flags = MS_NOSUID | MS_NODEV;
   if (readOnly) flags |= MS_RDONLY;
   if (!request_.options.exec.value_or(true)) flags |= MS_NOEXEC;
@@ -297,6 +305,7 @@ Result<void, std::string> BlockMount::attachFormatMount() {
   // only the mounted file system holds the loop device, and it is the user's to unmount:
   // that detaches the device and ends the mount.
   loop_.reset();
+  mountPath_->keep();
   return {};
 }
 
@@ -334,6 +343,7 @@ void BlockMount::undo() {
   fuse_.mounted = false;
   if (fuseLoop_.joinable()) fuseLoop_.join();
   if (connection_) connection_->stop();
+  mountPath_.reset();
 }
 
 int BlockMount::failed(const std::string& message) {
@@ -344,11 +354,8 @@ int BlockMount::failed(const std::string& message) {
 }
 
 int BlockMount::run() {
-  struct stat st;
-  if (::lstat(request_.mountPoint.c_str(), &st) != 0) {
-    return fail("mount point " + request_.mountPoint + ": " + errnoText());
-  }
-  if (!S_ISDIR(st.st_mode)) return fail("mount point " + request_.mountPoint + " is not a directory");
+  // A first look, before any work; the check that counts is made right before the mount.
+  if (auto ok = MountPath::check(request_.mountPoint, request_.forceMount); !ok) return fail(ok.error());
   if (request_.options.basicOnlyOption) {
     return fail("mount option '" + *request_.options.basicOnlyOption +
                 "' applies to basic mounts only, not to volume '" + request_.name + "'");

@@ -11,6 +11,7 @@
 #include "common/address.h"
 #include "common/result.h"
 #include "enclave-fs/basic_fs.h"
+#include "enclave-fs/mount_config.h"
 
 namespace enclavefs::enclave {
 
@@ -41,6 +42,7 @@ struct MountRequest {
   std::string name;  // the export (basic) or volume (block) on the host
   std::string mountPoint;
   MountOptions options;
+  ForceMount forceMount = 0;  // what may already be at mountPoint (force_mount.h)
   bool foreground = false;
 };
 

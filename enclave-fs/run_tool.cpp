@@ -26,18 +26,9 @@ std::string lastLine(std::string text) {
 
 }  // namespace
 
-Result<void, std::string> runTool(const std::vector<std::string>& argv, int highestSuccess) {
-  const std::string& name = argv.at(0);
-  std::string program;
-  for (const char* dir : kSystemDirs) {
-    std::string candidate = std::string(dir) + "/" + name;
-    if (::access(candidate.c_str(), X_OK) == 0) {
-      program = candidate;
-      break;
-    }
-  }
-  if (program.empty()) return Fail{name + " is not installed (looked in /usr/sbin, /sbin, /usr/bin, /bin)"};
-
+Result<Finished, std::string> runProgram(const std::string& program,
+                                         const std::vector<std::string>& argv,
+                                         int highestSuccess) {
   int pipeFds[2];
   if (::pipe2(pipeFds, O_CLOEXEC) != 0) return Fail{std::string("pipe: ") + std::strerror(errno)};
   UniqueFd errRead(pipeFds[0]), errWrite(pipeFds[1]);
@@ -55,6 +46,8 @@ Result<void, std::string> runTool(const std::vector<std::string>& argv, int high
   errWrite.reset();
   if (rc != 0) return Fail{"cannot run " + program + ": " + std::strerror(rc)};
 
+  // Until every writer is gone: a program that leaves a daemon behind hands it the pipe,
+  // which the daemon lets go of once it has said whether it started.
   std::string errors;
   char buffer[4096];
   for (;;) {
@@ -66,11 +59,30 @@ Result<void, std::string> runTool(const std::vector<std::string>& argv, int high
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
-  if (WIFEXITED(status) && WEXITSTATUS(status) <= highestSuccess) return {};
-  std::string how = WIFEXITED(status) ? "exited with status " + std::to_string(WEXITSTATUS(status))
-                                      : "was killed by signal " + std::to_string(WTERMSIG(status));
-  std::string said = lastLine(errors);
-  return Fail{name + " " + how + (said.empty() ? "" : ": " + printable(said, 300))};
+  Finished finished;
+  finished.succeeded = WIFEXITED(status) && WEXITSTATUS(status) <= highestSuccess;
+  finished.how = WIFEXITED(status) ? "exited with status " + std::to_string(WEXITSTATUS(status))
+                                   : "was killed by signal " + std::to_string(WTERMSIG(status));
+  finished.lastErrorLine = lastLine(errors);
+  return finished;
+}
+
+Result<void, std::string> runTool(const std::vector<std::string>& argv, int highestSuccess) {
+  const std::string& name = argv.at(0);
+  std::string program;
+  for (const char* dir : kSystemDirs) {
+    std::string candidate = std::string(dir) + "/" + name;
+    if (::access(candidate.c_str(), X_OK) == 0) {
+      program = candidate;
+      break;
+    }
+  }
+  if (program.empty()) return Fail{name + " is not installed (looked in /usr/sbin, /sbin, /usr/bin, /bin)"};
+  auto finished = runProgram(program, argv, highestSuccess);
+  if (!finished) return Fail{finished.error()};
+  if (finished->succeeded) return {};
+  const std::string& said = finished->lastErrorLine;
+  return Fail{name + " " + finished->how + (said.empty() ? "" : ": " + printable(said, 300))};
 }
 
 }  // namespace enclavefs::enclave

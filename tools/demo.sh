@@ -13,6 +13,7 @@ stop() {
     build/enclave-fs/enclavefs-mount --unmount "$demo/volume" || umount -l "$demo/volume"
   fi
   if mountpoint -q "$demo/mnt" 2>/dev/null; then umount "$demo/mnt" || umount -l "$demo/mnt"; fi
+  rmdir "$demo/mnt" "$demo/volume" 2>/dev/null || true
   if [ -f "$demo/hostd.pid" ]; then
     kill "$(cat "$demo/hostd.pid")" 2>/dev/null || true
     rm -f "$demo/hostd.pid"
@@ -31,7 +32,7 @@ fi
 
 tools/setup.sh
 stop
-mkdir -p "$demo/export" "$demo/mnt" "$demo/volume"
+mkdir -p "$demo/export"
 [ -f "$demo/export/welcome.txt" ] || echo "Hello from the host: this file lives on the parent instance." >"$demo/export/welcome.txt"
 [ -f "$demo/db.img" ] || build/tools/enclavefs-volume create --size 1G --volume "$demo/db.img"
 
@@ -39,6 +40,7 @@ build/host-server/enclavefs-hostd --listen "unix:$demo/hostd.sock" --export "dem
   --volume "db=$demo/db.img" 2>"$demo/hostd.log" &
 echo $! >"$demo/hostd.pid"
 for _ in $(seq 100); do [ -S "$demo/hostd.sock" ] && break; sleep 0.05; done
+# The mount points do not exist yet: enclavefs-mount makes them (forceMount, docs/operations.md).
 build/enclave-fs/enclavefs-mount --host "unix:$demo/hostd.sock" --export demo "$demo/mnt"
 build/enclave-fs/enclavefs-mount --host "unix:$demo/hostd.sock" --volume db "$demo/volume" \
   --log-file "$demo/volume.log"

@@ -50,7 +50,8 @@ RunResult mountVolume(const std::string& runDir, const std::string& address,
                       const std::string& volume, const std::string& mountPoint,
                       const std::vector<std::string>& extra = {}) {
   std::vector<std::string> argv = {"/usr/bin/env", runDirEnv(runDir), mountPath(), "--host",
-                                   address,        "--volume",         volume,      mountPoint};
+                                   address,        "--volume",         volume,      "--force-mount",
+                                   "empty",        mountPoint};
   argv.insert(argv.end(), extra.begin(), extra.end());
   return run(argv, 120s);
 }
@@ -418,8 +419,8 @@ TEST_CASE("bad volume sizes, names and options get one clear error line") {
           "refused volume 'nosuch': no volume named 'nosuch'");
   oneLine(mountVolume(dir / "enclave", server.address(), "db", dir / "mnt", {"-o", "symlinks=follow"}),
           "mount option 'symlinks=follow' applies to basic mounts only");
-  oneLine(mountVolume(dir / "enclave", server.address(), "db", dir / "no-such-dir"),
-          "mount point " + (dir / "no-such-dir"));
+  oneLine(mountVolume(dir / "enclave", server.address(), "db", dir / "v.img"),
+          "mount path " + (dir / "v.img") + " is a regular file, which forceMount [empty] does not allow");
   oneLine(run({mountPath(), "--host", server.address(), "--volume", "db", "--export", "x", dir / "mnt"}),
           "excludes");
   CHECK_FALSE(isMountPoint(dir / "mnt"));

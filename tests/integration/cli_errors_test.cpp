@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -65,8 +66,13 @@ struct MountSetup {
   }
 };
 
+// enclavefs-mount with `args`; the mount points the tests make are empty directories (or
+// files), so forceMount allows those unless the test gives its own --force-mount.
 RunResult mountRun(const std::vector<std::string>& args) {
   std::vector<std::string> argv = {mountPath()};
+  if (std::find(args.begin(), args.end(), "--force-mount") == args.end()) {
+    argv.insert(argv.end(), {"--force-mount", "empty,file"});
+  }
   argv.insert(argv.end(), args.begin(), args.end());
   return run(argv, std::chrono::seconds(20));
 }
@@ -108,18 +114,16 @@ TEST_CASE("mount: an unreachable host is one error naming the address") {
   CHECK_FALSE(exists(sock));
 }
 
-TEST_CASE("mount: a missing mount point is one error naming it, checked before connecting") {
+TEST_CASE("mount: an existing mount point without --force-mount is one error naming it and "
+          "the flag, checked before connecting") {
   MountSetup s;
   HostServer server(s.dir / "sock", {"--export", "data=" + s.exportDir});
-  std::string missing = s.dir / "no-such-dir";
-  auto r = mountRun({"--host", server.address(), "--export", "data", missing});
-  expectOneErrorLine(r, kMount, {missing});
-  CHECK_FALSE(isMountPoint(missing));
-  CHECK_FALSE(exists(missing));
-
+  auto r = run({mountPath(), "--host", server.address(), "--export", "data", s.mnt});
+  expectOneErrorLine(r, kMount, {s.mnt, "an empty directory", "forceMount none", "'empty' or 'all'"});
+  CHECK_FALSE(isMountPoint(s.mnt));
   // Without a host at all the mount point is still what is reported.
-  auto r2 = mountRun({"--host", "unix:" + (s.dir / "absent.sock"), "--export", "data", missing});
-  expectOneErrorLine(r2, kMount, {missing});
+  auto r2 = run({mountPath(), "--host", "unix:" + (s.dir / "absent.sock"), "--export", "data", s.mnt});
+  expectOneErrorLine(r2, kMount, {s.mnt, "forceMount none"});
 }
 
 TEST_CASE("mount: a mount point of the wrong kind is one error naming it") {
@@ -128,8 +132,16 @@ TEST_CASE("mount: a mount point of the wrong kind is one error naming it") {
   std::string file = s.dir / "file";
   writeFile(file, "x");
   auto r = mountRun({"--host", server.address(), "--export", "data", file});
-  expectOneErrorLine(r, kMount, {file});
+  expectOneErrorLine(r, kMount, {file, "is a regular file, but export 'data' needs a directory"});
   CHECK_FALSE(isMountPoint(file));
+  CHECK(readFile(file) == "x");
+}
+
+TEST_CASE("mount: an unknown --force-mount flag is one error naming it") {
+  MountSetup s;
+  auto r = mountRun({"--host", "unix:" + (s.dir / "sock"), "--export", "data", "--force-mount",
+                     "empty,everything", s.mnt});
+  expectOneErrorLine(r, kMount, {"everything"});
 }
 
 TEST_CASE("mount: a malformed address is one error quoting it") {

@@ -173,7 +173,8 @@ struct Configured {
     return dir / name;
   }
   RunResult tryMount(const std::string& name) {
-    return run({mountPath(), "--host", server.address(), "--export", "data", mountPoint(name)});
+    return run({mountPath(), "--host", server.address(), "--export", "data", "--force-mount", "empty",
+                mountPoint(name)});
   }
 
   TempDir dir;

@@ -1053,7 +1053,7 @@ namespace {
 // A block mount of the fake host's volume from an enclave whose run directory is `runDir`.
 RunResult mountFakeVolume(const std::string& runDir, const FakeHost& host, const std::string& mnt) {
   return run({"/usr/bin/env", "ENCLAVEFS_RUN_DIR=" + runDir, mountPath(), "--host", host.address(),
-              "--volume", "db", mnt});
+              "--volume", "db", "--force-mount", "empty", mnt});
 }
 
 // Nothing of a failed block mount is left: no file system, no FUSE file, no loop device.

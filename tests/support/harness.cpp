@@ -182,8 +182,10 @@ bool isMountPoint(const std::string& path) {
 Mount::Mount(const std::string& address, const std::string& exportName,
              const std::string& mountPoint, const std::vector<std::string>& extraArgs)
     : mountPoint_(mountPoint) {
+  // Tests make their mount points beforehand: an empty directory, or a file for a
+  // single-file export.
   std::vector<std::string> argv = {mountPath(), "--host", address, "--export", exportName,
-                                   mountPoint};
+                                   "--force-mount", "empty,file", mountPoint};
   argv.insert(argv.end(), extraArgs.begin(), extraArgs.end());
   RunResult r = run(argv);
   if (r.exitCode != 0) {

@@ -201,7 +201,7 @@ class EnclavefsBasic(Target):
         self.hostd.start()
         self.mount_log = os.path.join(env.logs, "enclavefs-mount.log")
         argv = [env.mount_bin, "--host", "unix:" + self.hostd.socket, "--export", "bench",
-                "--log-file", self.mount_log]
+                "--force-mount", "empty", "--log-file", self.mount_log]
         for opt in env.args.enclavefs_opt or []:
             argv += ["-o", opt]
         argv.append(mnt)
@@ -373,7 +373,7 @@ class EnclavefsBlock(BlockTarget):
         self.mount_pid = None
         self.mount_log = os.path.join(env.logs, "enclavefs-block-mount.log")
         argv = [env.mount_bin, "--host", "unix:" + self.hostd.socket, "--volume", self.VOLUME,
-                "--log-file", self.mount_log]
+                "--force-mount", "empty", "--log-file", self.mount_log]
         for opt in env.args.enclavefs_block_opt or []:
             argv += ["-o", opt]
         argv.append(mnt)
