@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -231,6 +232,9 @@ using Op = std::variant<op::Lookup, op::Forget, op::GetAttr, op::SetAttr, op::Re
                         op::SectorFlush, op::SectorTrim, op::SectorWriteZeroes>;
 
 const char* opName(const Op& op);
+// The same by index in Op, and the index of the operation `name` names.
+const char* opName(std::size_t index);
+std::optional<std::size_t> opIndex(std::string_view name);
 
 struct Request {
   NodeId node = 0;      // the inode operated on; the parent for operations on a name

@@ -2,7 +2,7 @@
 // The only file that includes the generated schema code.
 //
 // Decoding checks structure and size (lengths within common/hard_limits.h, no NUL inside names);
-// what a value means is checked where it is used (host: host-server/names.h; enclave:
+// what a value means is checked where it is used (host: common/names.h; enclave:
 // enclave-fs/reply_check.h). A decode error means the peer is broken or hostile: the host
 // drops the connection; the enclave, whose framing is still intact, answers that one request
 // with EIO.

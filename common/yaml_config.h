@@ -64,9 +64,10 @@ class ConfigReader {
   // The `version` key of the top-level map.
   ConfigKey versionKey() const;
 
-  // Reads the keys of a map: each present key with its reader, in the order of `keys`, after
-  // refusing unknown, repeated and non-word keys (so a misspelt required key is reported as
-  // unknown, naming the spelling to fix, rather than as missing) and then missing ones.
+  // Reads a map: first refuses unknown, repeated and non-word keys (so a misspelt required
+  // key is reported as unknown, naming the spelling to fix, rather than as missing), then
+  // runs the reader of each key present in the order of `keys`, whatever the order in the
+  // file, refusing a missing required key when its turn comes.
   ConfigStatus readMap(const ConfigField& map, std::initializer_list<ConfigKey> keys) const;
   // Item `index` of a list, with its key path ("mounts[2]").
   ConfigField item(const ConfigField& list, std::size_t index) const;

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "common/hard_limits.h"
+#include "common/names.h"
 #include "common/log.h"
 #include "common/yaml_config.h"
 
@@ -35,12 +36,6 @@ std::string knownFlags() {
     names += (names.empty() ? "" : ", ") + std::string(known.name);
   }
   return names;
-}
-
-// One path component, as the host names its exports and volumes.
-bool isPlainName(std::string_view name) {
-  return !name.empty() && name.size() <= limits::kMaxNameBytes && name != "." && name != ".." &&
-         name.find('/') == std::string_view::npos && name.find('\0') == std::string_view::npos;
 }
 
 // What is wrong with `path` as a mount path (completing "mounts[0].mountPath '...' "), or

@@ -7,7 +7,7 @@
 
 #include "common/log.h"
 #include "common/yaml_config.h"
-#include "host-server/names.h"
+#include "common/names.h"
 
 namespace enclavefs::host {
 namespace {
@@ -242,6 +242,12 @@ Status HostConfigReader::read(const std::vector<YAML::Node>& documents, HostConf
     config.logLevel = *level;
     return {};
   };
+  auto metricsEndpoint = [&](const Field& field) -> Status {
+    auto text = readText(field);
+    if (!text) return Fail{text.error()};
+    config.metrics = std::move(*text);
+    return {};
+  };
   auto limits = [&](const Field& field) { return readLimits(field, config.limits); };
   auto exports = [&](const Field& field) {
     return readList(field, "export", config.exports, &HostConfigReader::readExport);
@@ -252,6 +258,8 @@ Status HostConfigReader::read(const std::vector<YAML::Node>& documents, HostConf
   return readMap(*top, {
                            versionKey(),
                            {"listen", false, address(config.listen)},
+                           {"control", false, address(config.control)},
+                           {"metrics", false, metricsEndpoint},
                            {"logLevel", false, logLevel},
                            {"limits", false, limits},
                            {"exports", false, exports},

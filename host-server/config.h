@@ -50,6 +50,8 @@ struct LimitsConfig {
 
 struct HostConfig {
   std::optional<Address> listen;
+  std::optional<Address> control;     // the control socket (unix: only, checked when opened)
+  std::optional<std::string> metrics;  // IPV4-ADDRESS:PORT, checked when opened
   std::optional<spdlog::level::level_enum> logLevel;
   LimitsConfig limits;
   std::vector<ExportSettings> exports;

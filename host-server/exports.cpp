@@ -9,7 +9,7 @@
 #include <cstdio>
 #include <cstring>
 
-#include "host-server/names.h"
+#include "common/names.h"
 
 namespace enclavefs::host {
 

@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "host-server/blocking_pool.h"
 #include "host-server/config.h"
+#include "host-server/control.h"
 #include "host-server/exports.h"
 #include "host-server/server.h"
 #include "host-server/uring.h"
@@ -83,6 +84,7 @@ int run(int argc, char** argv) {
   std::vector<std::string> exportsRw, exportsRo, volumeSpecs;
   std::string ownerSpec = "squash";
   std::string logLevel = "info";
+  std::string control, metrics;
   unsigned poolThreads = 2;
   SessionLimits limits;
   app.add_option("--config", configPath,
@@ -97,6 +99,11 @@ int run(int argc, char** argv) {
                  "owner of what enclaves create in the exports given here: squash (the "
                  "server's ids), squash:UID:GID, or passthrough (the enclave's ids)");
   app.add_option("--log-level", logLevel, "trace, debug, info, warn, error or off");
+  app.add_option("--control", control,
+                 "serve the control socket enclavefs-inspect uses at unix:PATH (mode 0600, "
+                 "local root only)");
+  app.add_option("--metrics", metrics,
+                 "serve Prometheus metrics over HTTP at IPV4-ADDRESS:PORT, e.g. 127.0.0.1:9464");
   auto range = [](const ConfigRange& r) { return CLI::Range(r.min, r.max); };
   app.add_option("--pool-threads", poolThreads, "threads for calls io_uring cannot make")
       ->check(range(kPoolThreadsRange));
@@ -135,6 +142,14 @@ int run(int argc, char** argv) {
     address = *parsed;
   }
   if (!address) return fail("no address to serve on: give --listen or 'listen:' in the config");
+  std::optional<Address> controlAddress = config.control;
+  if (app.count("--control") != 0) {
+    auto parsed = parseAddress(control);
+    if (!parsed) return fail("--control: " + parsed.error());
+    controlAddress = *parsed;
+  }
+  std::optional<std::string> metricsSpec = config.metrics;
+  if (app.count("--metrics") != 0) metricsSpec = metrics;
   merge(poolThreads, app, "--pool-threads", config.limits.poolThreads);
   merge(limits.maxInFlight, app, "--max-in-flight", config.limits.maxInFlight);
   merge(limits.maxNodes, app, "--max-nodes", config.limits.maxNodes);
@@ -196,7 +211,21 @@ int run(int argc, char** argv) {
   BlockingPool pool(ring, poolThreads);
   Server server(ring, pool, exports, volumes, limits, std::move(*listener), *address);
   SignalWatch signalWatch(ring, signalFd.get());
+  std::unique_ptr<Listener> controlSocket, metricsEndpoint;
+  if (controlAddress) {
+    auto opened = openControlSocket(server, *controlAddress);
+    if (!opened) return fail(opened.error());
+    controlSocket = std::move(*opened);
+  }
+  if (metricsSpec) {
+    auto opened = openMetricsEndpoint(server, *metricsSpec);
+    if (!opened) return fail(opened.error());
+    metricsEndpoint = std::move(*opened);
+  }
   server.start();
+  for (auto* listener : {controlSocket.get(), metricsEndpoint.get()}) {
+    if (listener != nullptr) listener->start();
+  }
   auto log = logger("hostd");
   for (const auto& [name, ex] : exports.all()) {
     log->info("exporting '{}' = {}{}", name, ex.path, ex.readOnly ? " (read-only)" : "");
@@ -206,11 +235,23 @@ int run(int argc, char** argv) {
   }
   log->info("listening on {}", address->toString());
 
-  while (!server.idle()) {
+  auto listenersIdle = [&] {
+    for (auto* listener : {controlSocket.get(), metricsEndpoint.get()}) {
+      if (listener != nullptr && !listener->idle()) return false;
+    }
+    return true;
+  };
+  while (!server.idle() || !listenersIdle()) {
     ring.runOnce();
-    if (signalWatch.fired()) server.stop();
+    if (signalWatch.fired()) {
+      server.stop();
+      for (auto* listener : {controlSocket.get(), metricsEndpoint.get()}) {
+        if (listener != nullptr) listener->stop();
+      }
+    }
   }
   if (address->family == Address::Family::unix_socket) ::unlink(address->path.c_str());
+  if (controlAddress) ::unlink(controlAddress->path.c_str());
   log->info("stopped");
   return 0;
 }

@@ -68,4 +68,10 @@ std::vector<msg::NodeId> NodeTable::ids() const {
   return out;
 }
 
+std::size_t NodeTable::lockOwners() const {
+  std::size_t owners = 0;
+  for (const auto& [id, node] : byId_) owners += node->lockFds.size();
+  return owners;
+}
+
 }  // namespace enclavefs::host

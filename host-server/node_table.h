@@ -61,6 +61,8 @@ class NodeTable {
   std::vector<msg::NodeId> ids() const;
 
   std::size_t size() const { return byId_.size(); }
+  // Lock owners holding byte-range locks on this connection's nodes.
+  std::size_t lockOwners() const;
   // No new node fits: an operation that would make one must fail before it changes anything.
   bool full() const { return byId_.size() >= limit_; }
 

@@ -9,7 +9,7 @@
 #include <cerrno>
 
 #include "common/overloaded.h"
-#include "host-server/names.h"
+#include "common/names.h"
 
 namespace enclavefs::host {
 namespace {

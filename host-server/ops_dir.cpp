@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "common/hard_limits.h"
-#include "host-server/names.h"
+#include "common/names.h"
 #include "host-server/operations.h"
 
 namespace enclavefs::host::ops {

@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -98,10 +99,35 @@ void Server::accepted(UniqueFd socket, const sockaddr_storage& peerAddress) {
                           peer.describe(), sessions_.size());
     return;  // `socket` closes
   }
+  ++connectionsAccepted_;
   std::uint64_t id = nextSessionId_++;
   auto session = std::make_shared<Session>(*this, std::move(socket), peer, id);
   sessions_.emplace(id, session);
   session->start();
+}
+
+std::vector<std::shared_ptr<Session>> Server::liveSessions() const {
+  std::vector<std::shared_ptr<Session>> live;
+  for (const auto& [id, weak] : sessions_) {
+    if (auto session = weak.lock()) live.push_back(std::move(session));
+  }
+  std::sort(live.begin(), live.end(), [](const auto& a, const auto& b) { return a->id() < b->id(); });
+  return live;
+}
+
+std::shared_ptr<Session> Server::findSession(std::uint64_t id) const {
+  auto it = sessions_.find(id);
+  return it == sessions_.end() ? nullptr : it->second.lock();
+}
+
+void Server::removeTracer(Tracer* tracer) {
+  tracers_.erase(std::remove(tracers_.begin(), tracers_.end(), tracer), tracers_.end());
+}
+
+void Server::traced(const TraceEvent& event) {
+  // A tracer may leave (its count reached) while it is told: tell a copy of the list.
+  std::vector<Tracer*> tracers = tracers_;
+  for (Tracer* tracer : tracers) tracer->traced(event);
 }
 
 }  // namespace enclavefs::host

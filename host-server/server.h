@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "common/address.h"
 #include "common/unique_fd.h"
@@ -15,6 +16,8 @@
 #include "host-server/change_watch.h"
 #include "host-server/exports.h"
 #include "host-server/session.h"
+#include "host-server/stats.h"
+#include "host-server/trace.h"
 #include "host-server/uring.h"
 #include "host-server/volumes.h"
 
@@ -43,6 +46,31 @@ class Server {
 
   // What `peer` holds of `exported` across its connections.
   std::shared_ptr<PeerUsage> usageOf(const Export& exported, const Peer& peer);
+
+  // ---- observability (enclavefs-inspect, metrics) ----
+  // Every request answered since the server started, all clients together.
+  RequestStats& totals() { return totals_; }
+  const RequestStats& totals() const { return totals_; }
+  std::chrono::system_clock::time_point startedAt() const { return startedAt_; }
+  std::uint64_t connectionsAccepted() const { return connectionsAccepted_; }
+  std::uint64_t handshakesRefused() const { return handshakesRefused_; }
+  void noteRefusedHandshake() { ++handshakesRefused_; }
+  // The sessions alive now, by id.
+  std::vector<std::shared_ptr<Session>> liveSessions() const;
+  std::shared_ptr<Session> findSession(std::uint64_t id) const;
+
+  // Receives trace events (the control socket's `trace`).
+  class Tracer {
+   public:
+    virtual void traced(const TraceEvent& event) = 0;
+
+   protected:
+    ~Tracer() = default;
+  };
+  void addTracer(Tracer* tracer) { tracers_.push_back(tracer); }
+  void removeTracer(Tracer* tracer);
+  bool tracing() const { return !tracers_.empty(); }
+  void traced(const TraceEvent& event);
 
  private:
   class Accept : public Completion {
@@ -81,6 +109,12 @@ class Server {
   std::unordered_map<std::uint64_t, std::weak_ptr<Session>> sessions_;
   // Keyed by export name and Peer::key(); an entry lives while a session holds it.
   std::map<std::pair<std::string, std::string>, std::weak_ptr<PeerUsage>> usage_;
+
+  RequestStats totals_;
+  std::chrono::system_clock::time_point startedAt_ = std::chrono::system_clock::now();
+  std::uint64_t connectionsAccepted_ = 0;
+  std::uint64_t handshakesRefused_ = 0;
+  std::vector<Tracer*> tracers_;
 };
 
 }  // namespace enclavefs::host

@@ -149,6 +149,7 @@ void Session::handleFrame(const FrameView& frame) {
 
 void Session::refuse(int error, const std::string& message) {
   log_->warn("client {} ({}) refused: {}", id_, peer_.describe(), message);
+  server_.noteRefusedHandshake();
   msg::Welcome welcome;
   welcome.error = error;
   welcome.message = message;
@@ -288,6 +289,8 @@ void Session::handleRequest(const FrameView& frame) {
 
 Detached Session::serve(std::uint64_t requestId, msg::Request request, Bytes payload) {
   auto self = shared_from_this();
+  const auto started = std::chrono::steady_clock::now();
+  const std::size_t payloadBytes = payload.size;
   // Two statements: GCC 12 destroys a conditional's coroutine temporaries too early.
   Outcome outcome;
   if (volume_ != nullptr) {
@@ -295,10 +298,18 @@ Detached Session::serve(std::uint64_t requestId, msg::Request request, Bytes pay
   } else {
     outcome = co_await perform(*this, request, payload);
   }
-  if (outcome.reply.error != 0) {
+  const int error = outcome.reply.error;
+  if (error != 0) {
     log_->debug("client {}: {} on node {} failed: {}", id_, msg::opName(request.op), request.node,
-                std::strerror(outcome.reply.error));
+                std::strerror(error));
   }
+  const auto latency = std::chrono::duration_cast<std::chrono::microseconds>(
+      std::chrono::steady_clock::now() - started);
+  const auto [bytesRead, bytesWritten] =
+      bytesMoved(request.op, outcome.reply, payloadBytes, outcome.payload.size);
+  stats_.record(request.op.index(), error, bytesRead, bytesWritten, latency);
+  server_.totals().record(request.op.index(), error, bytesRead, bytesWritten, latency);
+  if (server_.tracing()) server_.traced(traceEvent(id_, request, payloadBytes, error, latency));
   if (!closed_) {
     enqueue(FrameKind::reply, requestId, wire::encode(outcome.reply), std::move(outcome.payload));
   }

@@ -28,6 +28,7 @@
 #include "host-server/exports.h"
 #include "host-server/handle_table.h"
 #include "host-server/node_table.h"
+#include "host-server/stats.h"
 #include "host-server/uring.h"
 #include "host-server/volume_file.h"
 #include "host-server/volumes.h"
@@ -95,6 +96,15 @@ class Session : public std::enable_shared_from_this<Session> {
   std::uint64_t id() const { return id_; }
   bool closed() const { return closed_; }
   const Peer& peer() const { return peer_; }
+
+  // What enclavefs-inspect shows of a client.
+  const RequestStats& stats() const { return stats_; }
+  std::size_t inFlight() const { return inFlight_; }
+  std::chrono::system_clock::time_point since() const { return since_; }
+  const Export* mountedExport() const { return export_; }  // null before the handshake
+  const Volume* heldVolume() const { return volume_; }
+  std::size_t openHandles() const { return handles_.size(); }
+  std::size_t lockOwners() const { return nodes_.lockOwners(); }
 
  private:
   class Receive : public Completion {
@@ -168,6 +178,8 @@ class Session : public std::enable_shared_from_this<Session> {
   UniqueFd socket_;
   Peer peer_;
   std::uint64_t id_;
+  std::chrono::system_clock::time_point since_ = std::chrono::system_clock::now();
+  RequestStats stats_;
   std::shared_ptr<spdlog::logger> log_;
   SessionLimits limits_;
 

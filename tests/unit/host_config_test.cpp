@@ -424,6 +424,17 @@ TEST_CASE("volumes: a name, a path and who may hold each; the same rules as expo
   checkError(yaml({"version: 1", "volumes: db"}), 2, {"volumes must be a list of volumes"});
 }
 
+TEST_CASE("control and metrics: where the operator's tools reach the server") {
+  auto parsed = parseHostConfig(
+      yaml({"version: 1", "control: unix:/run/enclavefs/control.sock", "metrics: 127.0.0.1:9464"}));
+  REQUIRE_MESSAGE(parsed.ok(), parsed.error());
+  REQUIRE(parsed->control.has_value());
+  CHECK(parsed->control->toString() == "unix:/run/enclavefs/control.sock");
+  CHECK(parsed->metrics == "127.0.0.1:9464");
+  checkError(yaml({"version: 1", "control: nowhere"}), 2, {"control: "});
+  checkError(yaml({"version: 1", "metrics: [1]"}), 2, {"metrics"});
+}
+
 TEST_CASE("an owner uid or gid is refused with mapping passthrough") {
   checkError(yaml({"version: 1", "exports:", "  - name: a", "    path: /a",
                    "    owner:", "      mapping: passthrough", "      uid: 1000"}),

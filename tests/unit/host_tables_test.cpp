@@ -1,4 +1,4 @@
-// host-server/names.h, node_table.h and handle_table.h: what a client may name, and the
+// common/names.h, node_table.h and handle_table.h: what a client may name, and the
 // per-connection tables that turn its node and handle numbers into host descriptors. The
 // numbers come from counters and are bounded, so a hostile client can neither guess its way to
 // another object nor exhaust the host.
@@ -20,7 +20,7 @@
 #include "support/harness.h"
 #include "common/hard_limits.h"
 #include "host-server/handle_table.h"
-#include "host-server/names.h"
+#include "common/names.h"
 #include "host-server/node_table.h"
 
 using namespace enclavefs;
