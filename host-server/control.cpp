@@ -155,14 +155,14 @@ class ControlConnection : public StreamConnection, public Server::Tracer {
   void begin() {
     ucred cred{};
     socklen_t len = sizeof cred;
-    if (::getsockopt(fd(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || cred.uid != 0) {
-      logger("control")->warn("refused a control connection from uid {} pid {}: only root may "
-                               "use the control socket", cred.uid, cred.pid);
-      send(errorLine("only root may use the control socket"));
-      finish();
-      return;
+    refused_ = ::getsockopt(fd(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || cred.uid != 0;
+    peer_ = "uid " + std::to_string(cred.uid) + " pid " + std::to_string(cred.pid);
+    if (refused_) {
+      logger("control")->warn("refused a control connection from {}: only root may use the "
+                               "control socket", peer_);
     }
-    peer_ = "uid 0 pid " + std::to_string(cred.pid);
+    // A refused peer's request is read all the same, so that it gets its answer rather than
+    // a reset.
     start();
   }
 
@@ -194,6 +194,7 @@ class ControlConnection : public StreamConnection, public Server::Tracer {
     std::string request = received.substr(0, newline);
     received.clear();
     answered_ = true;
+    if (refused_) return reply(errorLine("only root may use the control socket"));
     handle(request);
   }
 
@@ -274,6 +275,7 @@ class ControlConnection : public StreamConnection, public Server::Tracer {
 
   Server& server_;
   std::string peer_;
+  bool refused_ = false;  // the peer is not root
   bool answered_ = false;
   bool tracing_ = false;
   TraceFilter filter_;

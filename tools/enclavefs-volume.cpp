@@ -13,7 +13,6 @@
 #include <charconv>
 #include <cstdio>
 #include <cstring>
-#include <exception>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -25,6 +24,7 @@
 #include "common/result.h"
 #include "common/unique_fd.h"
 #include "host-server/volume_file.h"
+#include "tools/cli_tool.h"
 
 namespace enclavefs::host {
 namespace {
@@ -35,8 +35,7 @@ using Status = Result<void, std::string>;
 using Json = nlohmann::ordered_json;
 
 int fail(const std::string& message) {
-  std::fprintf(stderr, "%s: error: %s\n", kProgram, message.c_str());
-  return 1;
+  return cli::fail(kProgram, message);
 }
 
 void printJson(const Json& json) {
@@ -353,15 +352,7 @@ int run(int argc, char** argv) {
   CLI::App* remove = app.add_subcommand("delete", "delete a volume that no one is using");
   remove->add_option("PATH", path, "the volume's image file")->required();
 
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    // CLI11 says "--size is required" without saying of which command.
-    auto given = app.get_subcommands();
-    return fail(given.empty() ? e.what() : given.front()->get_name() + ": " + e.what());
-  }
+  if (auto exit = cli::parse(app, argc, argv)) return *exit;
   if (app.get_subcommands().empty()) {
     return fail("no command given: use create, info, list, resize or delete (see --help)");
   }
@@ -378,20 +369,12 @@ int run(int argc, char** argv) {
   } else {
     done = deleteVolume(path);
   }
-  if (!done) return fail(done.error());
-  return std::fflush(stdout) == 0
-             ? 0
-             : fail(std::string("cannot write output: ") + std::strerror(errno));
+  return cli::finish(kProgram, done);
 }
 
 }  // namespace
 }  // namespace enclavefs::host
 
 int main(int argc, char** argv) {
-  try {
-    return enclavefs::host::run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "enclavefs-volume: error: %s\n", e.what());
-    return 1;
-  }
+  return enclavefs::cli::guardedMain("enclavefs-volume", enclavefs::host::run, argc, argv);
 }

@@ -9,7 +9,7 @@ packages=(
   build-essential pkg-config meson ninja-build
   libfuse3-dev fuse3 capnproto libcapnp-dev liburing-dev libxxhash-dev
   libspdlog-dev libfmt-dev doctest-dev libcli11-dev
-  libyaml-cpp-dev nlohmann-json3-dev libsodium-dev
+  libyaml-cpp-dev nlohmann-json3-dev libsodium-dev libext2fs-dev
   e2fsprogs util-linux attr python3
   fio sshfs openssh-sftp-server sqlite3 nbdkit libnbd-bin
 )

@@ -91,29 +91,12 @@ std::string mountOptionsOf(const std::string& mountPoint) {
   return "";
 }
 
-bool waitUntil(const std::function<bool()>& condition, std::chrono::milliseconds limit) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return condition();
-}
-
 bool volumeIsFree(const std::string& image) {
   auto info = volumeTool({"info", image});
   return info.exitCode == 0 && info.output.find("state        free") != std::string::npos;
 }
 
 std::uint64_t hashOf(const std::string& content) { return XXH3_64bits(content.data(), content.size()); }
-
-void writeDurably(const std::string& path, const std::string& content) {
-  int fd = ::open(path.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
-  REQUIRE(fd >= 0);
-  REQUIRE(::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size()));
-  REQUIRE(::fsync(fd) == 0);
-  ::close(fd);
-}
 
 // One enclave and one host with one volume: the fixture of most tests.
 struct Rig {
@@ -291,7 +274,7 @@ TEST_CASE("deleted files go back to the host as holes after fstrim") {
   Rig rig;
   rig.mount();
   std::string data(64 * kMiB, 'z');
-  writeDurably(rig.mnt + "/big", data);
+  writeFileSynced(rig.mnt + "/big", data);
   const std::uint64_t full = allocatedBytes(rig.image);
   CHECK(full >= 64 * kMiB);
   REQUIRE(::unlink((rig.mnt + "/big").c_str()) == 0);

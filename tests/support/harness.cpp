@@ -86,6 +86,7 @@ std::optional<int> waitFor(pid_t pid, std::chrono::milliseconds limit) {
 std::string hostdPath() { return ENCLAVEFS_HOSTD; }
 std::string mountPath() { return ENCLAVEFS_MOUNT; }
 std::string volumeToolPath() { return ENCLAVEFS_VOLUME; }
+std::string inspectToolPath() { return ENCLAVEFS_INSPECT; }
 
 TempDir::TempDir() {
   char pattern[] = "/tmp/enclavefs-test.XXXXXX";
@@ -213,7 +214,9 @@ void Mount::unmount() {
   mounted_ = false;
 }
 
-void writeFile(const std::string& path, const std::string& content) {
+namespace {
+
+void writeWhole(const std::string& path, const std::string& content, bool sync) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) throw std::runtime_error("open " + path + ": " + std::strerror(errno));
   std::size_t done = 0;
@@ -226,7 +229,31 @@ void writeFile(const std::string& path, const std::string& content) {
     }
     done += static_cast<std::size_t>(n);
   }
+  if (sync && ::fsync(fd) != 0) {
+    int e = errno;
+    ::close(fd);
+    throw std::runtime_error("fsync " + path + ": " + std::strerror(e));
+  }
   if (::close(fd) != 0) throw std::runtime_error("close " + path + ": " + std::strerror(errno));
+}
+
+}  // namespace
+
+void writeFile(const std::string& path, const std::string& content) {
+  writeWhole(path, content, false);
+}
+
+void writeFileSynced(const std::string& path, const std::string& content) {
+  writeWhole(path, content, true);
+}
+
+bool waitUntil(const std::function<bool()>& condition, std::chrono::milliseconds limit) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return condition();
 }
 
 std::string readFile(const std::string& path) {

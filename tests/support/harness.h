@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -16,6 +17,7 @@ namespace enclavefs::test {
 std::string hostdPath();
 std::string mountPath();
 std::string volumeToolPath();
+std::string inspectToolPath();
 
 // A fresh directory under /tmp, removed with everything in it (after unmounting anything
 // left mounted below it).
@@ -91,6 +93,11 @@ bool isMountPoint(const std::string& path);
 
 // Writes/reads a whole file through ordinary system calls.
 void writeFile(const std::string& path, const std::string& content);
+// writeFile, then fsync before closing.
+void writeFileSynced(const std::string& path, const std::string& content);
+
+// Polls `condition` every 20 ms until it holds or `limit` has passed; its last answer.
+bool waitUntil(const std::function<bool()>& condition, std::chrono::milliseconds limit);
 std::string readFile(const std::string& path);
 
 }  // namespace enclavefs::test
