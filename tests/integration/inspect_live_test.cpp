@@ -34,7 +34,18 @@ using nlohmann::json;
 
 namespace {
 
-constexpr int kMetricsPort = 19464;
+// A TCP port on the loopback that nothing listens on now.
+int freePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in where{};
+  where.sin_family = AF_INET;
+  ::inet_pton(AF_INET, "127.0.0.1", &where.sin_addr);
+  socklen_t len = sizeof where;
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&where), sizeof where) == 0);
+  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&where), &len) == 0);
+  ::close(fd);
+  return ntohs(where.sin_port);
+}
 
 // A host serving an export and a volume with its control socket and metrics endpoint, and an
 // enclave with a basic mount (no caching, so every call reaches the host) and a block mount.
@@ -44,6 +55,7 @@ struct Rig {
   std::string enclave = dir / "enclave";
   std::string basic = dir / "basic";
   std::string block = dir / "block";
+  int metricsPort = freePort();
   std::optional<HostServer> server;
 
   Rig() {
@@ -54,7 +66,7 @@ struct Rig {
     server.emplace(dir / "sock", std::vector<std::string>{
                                      "--export", "data=" + (dir / "export"), "--volume",
                                      "db=" + (dir / "db.img"), "--control", control, "--metrics",
-                                     "127.0.0.1:" + std::to_string(kMetricsPort)});
+                                     "127.0.0.1:" + std::to_string(metricsPort)});
     auto b = run({mountPath(), "--host", server->address(), "--export", "data", "-o",
                   "attr_timeout=0,entry_timeout=0", basic});
     REQUIRE_MESSAGE(b.exitCode == 0, b.output);
@@ -338,7 +350,7 @@ TEST_CASE("metrics parse as Prometheus text, from the control socket and over HT
   CHECK(samples.at("enclavefs_request_duration_seconds_count{op=\"write\"}") ==
         samples.at("enclavefs_requests_total{op=\"write\"}"));
 
-  std::string http = httpGet(kMetricsPort, "/metrics");
+  std::string http = httpGet(rig.metricsPort, "/metrics");
   REQUIRE(http.starts_with("HTTP/1.1 200 OK\r\n"));
   auto body = http.substr(http.find("\r\n\r\n") + 4);
   auto scraped = parsePrometheus(body);
