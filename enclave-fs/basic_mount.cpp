@@ -48,7 +48,7 @@ int runBasicMount(MountRequest request) {
   auto timeout = std::chrono::milliseconds(
       static_cast<long long>(options.requestTimeoutSeconds * 1000));
   auto connection =
-      Connection::open(request.host, hello, std::min(timeout, std::chrono::milliseconds(10000)));
+      Connection::open(request.host, hello, timeout);
   if (!connection) return fail(connection.error());
   Connection& conn = **connection;
   if (conn.welcome().readOnly) options.readOnly = true;

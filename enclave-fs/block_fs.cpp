@@ -40,6 +40,13 @@ void replyStatus(BlockFs& fs, fuse_req_t req, const char* op, const Result<Answe
 
 bool aligned(const BlockFs& fs, std::uint64_t value) { return value % fs.sectorSize() == 0; }
 
+// At most the protocol's limit, rounded down to whole sectors (the welcome check guarantees
+// at least one).
+std::uint32_t wholeSectors(std::uint32_t hostLimit, std::uint32_t sectorSize) {
+  const std::uint32_t bytes = std::min(hostLimit, limits::kMaxIoBytes);
+  return bytes - bytes % sectorSize;
+}
+
 // ---- operations -----------------------------------------------------------------------------
 
 void init(void* userdata, fuse_conn_info* conn) {
@@ -48,9 +55,8 @@ void init(void* userdata, fuse_conn_info* conn) {
   if (conn->capable & FUSE_CAP_ASYNC_DIO) conn->want |= FUSE_CAP_ASYNC_DIO;
   if (conn->capable & FUSE_CAP_ASYNC_READ) conn->want |= FUSE_CAP_ASYNC_READ;
   conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
-  const std::uint32_t maxWrite = std::min(fs.connection().welcome().maxWrite, limits::kMaxIoBytes);
-  conn->max_write = maxWrite - maxWrite % fs.sectorSize();
-  conn->max_read = limits::kMaxIoBytes;  // as the mount option says; replies are checked too
+  conn->max_write = fs.maxWrite();
+  conn->max_read = fs.maxRead();  // as the mount option says
   conn->max_background = 64;
   conn->congestion_threshold = 48;
 }
@@ -137,8 +143,7 @@ void read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info*) {
     return;
   }
   const std::uint64_t length = std::min<std::uint64_t>(size, fs.size() - offset);
-  if (!aligned(fs, offset) || !aligned(fs, length) ||
-      length > fs.connection().welcome().maxRead) {
+  if (!aligned(fs, offset) || !aligned(fs, length) || length > fs.maxRead()) {
     fuse_reply_err(req, EINVAL);
     return;
   }
@@ -207,22 +212,16 @@ void fallocate(fuse_req_t req, fuse_ino_t, int mode, off_t off, off_t len, fuse_
   auto answer = [req, &fs](const char* op) {
     return [req, &fs, op](Result<Answer> a) { replyStatus(fs, req, op, a); };
   };
+  // A punched hole must read back as zeros (the loop device also zeroes with it), so both
+  // kinds take whole sectors only; the loop device never asks for less.
+  if (!aligned(fs, offset) || !aligned(fs, length)) {
+    fuse_reply_err(req, EINVAL);
+    return;
+  }
   if (mode == (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)) {
-    // A discard is advice: the whole sectors inside the range are freed, the rest kept.
-    const std::uint64_t sector = fs.sectorSize();
-    const std::uint64_t first = (offset + sector - 1) / sector * sector;
-    const std::uint64_t end = (offset + length) / sector * sector;
-    if (end <= first) {
-      fuse_reply_err(req, 0);
-      return;
-    }
-    fs.connection().call(sectorRequest(msg::op::SectorTrim{first, end - first}), {},
+    fs.connection().call(sectorRequest(msg::op::SectorTrim{offset, length}), {},
                          answer("sectorTrim"));
   } else if ((mode & ~FALLOC_FL_KEEP_SIZE) == FALLOC_FL_ZERO_RANGE) {
-    if (!aligned(fs, offset) || !aligned(fs, length)) {
-      fuse_reply_err(req, EINVAL);
-      return;
-    }
     fs.connection().call(sectorRequest(msg::op::SectorWriteZeroes{offset, length}), {},
                          answer("sectorWriteZeroes"));
   } else {
@@ -287,6 +286,8 @@ BlockFs::BlockFs(Connection& connection, bool readOnly)
     : connection_(connection),
       size_(connection.welcome().volumeSize),
       sectorSize_(connection.welcome().sectorSize),
+      maxRead_(wholeSectors(connection.welcome().maxRead, sectorSize_)),
+      maxWrite_(wholeSectors(connection.welcome().maxWrite, sectorSize_)),
       readOnly_(readOnly),
       mountTime_(now()),
       log_(logger("block")) {}

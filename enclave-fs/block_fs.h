@@ -41,6 +41,10 @@ class BlockFs {
   Connection& connection() { return connection_; }
   std::uint64_t size() const { return size_; }
   std::uint32_t sectorSize() const { return sectorSize_; }
+  // The largest read and write this mount makes: what the host accepts, at most the
+  // protocol's limit, in whole sectors.
+  std::uint32_t maxRead() const { return maxRead_; }
+  std::uint32_t maxWrite() const { return maxWrite_; }
   bool readOnly() const { return readOnly_; }
   struct stat statOf(fuse_ino_t ino) const;
 
@@ -58,6 +62,8 @@ class BlockFs {
   Connection& connection_;
   const std::uint64_t size_;
   const std::uint32_t sectorSize_;
+  const std::uint32_t maxRead_;
+  const std::uint32_t maxWrite_;
   const bool readOnly_;
   const struct timespec mountTime_;
   std::shared_ptr<spdlog::logger> log_;

@@ -6,6 +6,7 @@
 #include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -22,6 +23,7 @@
 
 #include "common/hard_limits.h"
 #include "common/log.h"
+#include "common/volume_contents.h"
 #include "enclave-fs/background.h"
 #include "enclave-fs/block_fs.h"
 #include "enclave-fs/connection.h"
@@ -51,9 +53,6 @@ const RunPaths& runPaths() {
   }();
   return paths;
 }
-// How much of the volume's start must be zeros for it to count as never formatted: it covers
-// partition tables, LUKS and the superblocks of the common file systems.
-constexpr std::size_t kProbeBytes = 1 << 20;
 constexpr auto kUnmountWait = std::chrono::seconds(30);
 
 int fail(const std::string& message) {
@@ -62,39 +61,6 @@ int fail(const std::string& message) {
 }
 
 std::string errnoText() { return std::strerror(errno); }
-
-// ---- what a volume holds --------------------------------------------------------------------
-
-struct Contents {
-  enum class Kind { blank, ext4, unknown } kind = Kind::unknown;
-  std::uint64_t fileSystemBytes = 0;  // ext4: blocks × block size
-};
-
-std::uint64_t le(std::span<const std::byte> bytes, std::size_t at, std::size_t width) {
-  std::uint64_t value = 0;
-  for (std::size_t i = 0; i < width; ++i) {
-    value |= static_cast<std::uint64_t>(bytes[at + i]) << (8 * i);
-  }
-  return value;
-}
-
-Contents identify(std::span<const std::byte> head) {
-  // The ext4 superblock, 1024 bytes in.
-  constexpr std::size_t kSuper = 1024;
-  constexpr std::uint64_t kExt4Magic = 0xEF53;
-  constexpr std::uint64_t kIncompat64Bit = 0x80;
-  if (le(head, kSuper + 0x38, 2) == kExt4Magic) {
-    std::uint64_t blocks = le(head, kSuper + 0x04, 4);
-    if (le(head, kSuper + 0x60, 4) & kIncompat64Bit) blocks |= le(head, kSuper + 0x150, 4) << 32;
-    const std::uint64_t logBlockSize = le(head, kSuper + 0x18, 4);
-    if (logBlockSize > 6) return {};  // block size above 64 KiB: not a superblock we know
-    return {Contents::Kind::ext4, blocks * (1024ull << logBlockSize)};
-  }
-  for (std::byte b : head) {
-    if (b != std::byte{0}) return {};
-  }
-  return {Contents::Kind::blank, 0};
-}
 
 // A volume name as an ext4 label, when it can be one as it is.
 std::optional<std::string> labelFor(const std::string& name) {
@@ -211,7 +177,7 @@ Result<void, std::string> BlockMount::connectAndServeFile() {
   auto timeout = std::chrono::milliseconds(
       static_cast<long long>(request_.options.requestTimeoutSeconds * 1000));
   auto connection =
-      Connection::open(request_.host, hello, std::min(timeout, std::chrono::milliseconds(10000)));
+      Connection::open(request_.host, hello, timeout);
   if (!connection) return Fail{connection.error()};
   connection_ = std::move(*connection);
   fs_ = std::make_unique<BlockFs>(*connection_, request_.options.readOnly);
@@ -219,7 +185,7 @@ Result<void, std::string> BlockMount::connectAndServeFile() {
   std::string kernelOptions =
       "fsname=enclavefs-volume,subtype=enclavefs-block,default_permissions,nosuid,nodev,"
       "noexec,max_read=" +
-      std::to_string(limits::kMaxIoBytes) + (request_.options.readOnly ? ",ro" : "");
+      std::to_string(fs_->maxRead()) + (request_.options.readOnly ? ",ro" : "");
   std::vector<const char*> args = {kProgram, "-o", kernelOptions.c_str()};
   if (request_.options.debug) args.push_back("-d");
   fuse_args fuseArgs = FUSE_ARGS_INIT(static_cast<int>(args.size()), const_cast<char**>(args.data()));
@@ -250,18 +216,18 @@ Result<void, std::string> BlockMount::attachFormatMount() {
     log_->warn("{} does not use direct I/O: every sector is cached twice", loop_->path());
   }
 
-  std::vector<std::byte> head(kProbeBytes);
+  std::vector<std::byte> head(kVolumeProbeBytes);
   ssize_t n = ::pread(loop_->fd(), head.data(), head.size(), 0);
   if (n != static_cast<ssize_t>(head.size())) {
     return Fail{"cannot read the start of volume '" + name + "': " +
                 (n < 0 ? errnoText() : std::string("short read"))};
   }
-  Contents contents = identify(head);
-  if (contents.kind == Contents::Kind::unknown) {
+  const VolumeContents contents = identifyVolume(head);
+  if (contents.kind == VolumeContents::Kind::unknown) {
     return Fail{"volume '" + name + "' holds data that is not an ext4 file system; refusing to "
                 "format it (delete and re-create the volume on the host to start afresh)"};
   }
-  if (contents.kind == Contents::Kind::blank) {
+  if (contents.kind == VolumeContents::Kind::blank) {
     if (readOnly) return Fail{"volume '" + name + "' was never formatted, and is mounted read-only"};
     log_->info("volume '{}' was never formatted: making an ext4 file system on it", name);
     // The volume reads as zeros, so mkfs need neither discard nor zero anything.
@@ -272,7 +238,8 @@ Result<void, std::string> BlockMount::attachFormatMount() {
     if (auto made = runTool(mkfs); !made) return Fail{"cannot format volume '" + name + "': " + made.error()};
   }
 
-  if (contents.kind == Contents::Kind::ext4 && contents.fileSystemBytes < fs_->size() && !readOnly) {
+  if (contents.kind == VolumeContents::Kind::ext4 && contents.fileSystemBytes < fs_->size() &&
+      !readOnly) {
     // Offline, before the mount: online growth needs CAP_SYS_RESOURCE, which a container or
     // a trimmed enclave may lack, and resize2fs wants a freshly checked file system (exit
     // status 1 of e2fsck means it fixed something, and the file system is now consistent).
@@ -375,6 +342,14 @@ int BlockMount::run() {
   sigaddset(&signals, SIGHUP);
   ::pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  // This process is in the write-back path of its own file system: memory reclaim must not
+  // make its threads wait on that write-back (they would wait on themselves). The flag is
+  // inherited by the threads started below; without CAP_SYS_RESOURCE the kernel refuses it
+  // (a debug line: stderr is still the user's terminal, which expects one line on failure).
+  if (::prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0) != 0) {
+    log_->debug("cannot mark the mount process as an I/O flusher ({}): under memory pressure "
+                "the volume's write-back could stall", errnoText());
+  }
   connection_->start();
   fuseLoop_ = std::thread([this] {
     fuse_loop_config* loop = fuse_loop_cfg_create();
@@ -382,6 +357,9 @@ int BlockMount::run() {
     fuse_loop_cfg_set_idle_threads(loop, std::min(2u, request_.options.maxThreads));
     fuse_session_loop_mt(fuse_.session, loop);
     fuse_loop_cfg_destroy(loop);
+    // However the session ended (the FUSE connection aborted, too), the mount is over.
+    std::uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(over_.get(), &one, sizeof one);
   });
   if (auto mounted = attachFormatMount(); !mounted) return failed(mounted.error());
 

@@ -20,16 +20,22 @@ constexpr std::chrono::milliseconds kExpiryCheckInterval{500};
 
 }  // namespace
 
+namespace {
+// A host that has not answered the hello by then is not going to.
+constexpr std::chrono::milliseconds kHandshakeTimeout{10000};
+}  // namespace
+
 Connection::Connection(UniqueFd socket, std::chrono::milliseconds timeout)
     : socket_(std::move(socket)), timeout_(timeout), stopEvent_(::eventfd(0, EFD_CLOEXEC)) {}
 
 Connection::~Connection() { stop(); }
 
 Result<std::unique_ptr<Connection>, std::string> Connection::open(
-    const Address& address, const msg::Hello& hello, std::chrono::milliseconds timeout) {
+    const Address& address, const msg::Hello& hello, std::chrono::milliseconds requestTimeout) {
   auto socket = connectTo(address);
   if (!socket) return Fail{socket.error()};
-  std::unique_ptr<Connection> conn(new Connection(std::move(*socket), timeout));
+  std::unique_ptr<Connection> conn(new Connection(std::move(*socket), requestTimeout));
+  const auto timeout = std::min(requestTimeout, kHandshakeTimeout);
   const std::string host = "host " + address.toString();
 
   auto words = wire::encode(hello);

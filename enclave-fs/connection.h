@@ -41,9 +41,11 @@ using ReplyHandler = std::function<void(Result<Answer>)>;
 
 class Connection {
  public:
-  // Connects and performs the handshake; the error sentence says what went wrong.
+  // Connects and performs the handshake, which may take at most 10 s (or `requestTimeout`
+  // if shorter); the error sentence says what went wrong. Each request later may go
+  // unanswered for `requestTimeout` before the connection is declared dead.
   static Result<std::unique_ptr<Connection>, std::string> open(
-      const Address& address, const msg::Hello& hello, std::chrono::milliseconds timeout);
+      const Address& address, const msg::Hello& hello, std::chrono::milliseconds requestTimeout);
 
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;

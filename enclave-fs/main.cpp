@@ -78,6 +78,8 @@ int run(int argc, char** argv) {
     return mountFromConfig(*config, {app.count("--log-level") ? logLevel : "", logFile});
   }
   if (mountPoint.empty()) return fail("the mountpoint is required (or --config FILE)");
+  // "/data/" is "/data": the mount path is compared and made component by component.
+  while (mountPoint.size() > 1 && mountPoint.back() == '/') mountPoint.pop_back();
   if (unmount) {
     if (mountOptionsGiven) return fail("--unmount takes only the mount point");
     return unmountMountPoint(mountPoint);

@@ -96,6 +96,10 @@ void StreamConnection::Send::complete(int result) {
 
 // ---- Listener -------------------------------------------------------------------------------
 
+namespace {
+constexpr std::size_t kMaxOperatorConnections = 16;
+}  // namespace
+
 Listener::Listener(Ring& ring, UniqueFd socket, std::string what, Factory factory)
     : ring_(ring), socket_(std::move(socket)), what_(std::move(what)), factory_(std::move(factory)) {}
 
@@ -128,7 +132,15 @@ void Listener::Accept::complete(int result) {
   }
   if (result >= 0) {
     std::erase_if(l_.connections_, [](const auto& weak) { return weak.expired(); });
-    l_.connections_.push_back(l_.factory_(UniqueFd(result)));
+    if (l_.connections_.size() >= kMaxOperatorConnections) {
+      // Operators' tools and scrapers do not need more; a flood must not take the
+      // descriptors the enclaves' sessions need.
+      ::close(result);
+      logger("hostd")->warn("{}: {} connections are open already; refused one", l_.what_,
+                            kMaxOperatorConnections);
+    } else {
+      l_.connections_.push_back(l_.factory_(UniqueFd(result)));
+    }
   } else if (result != -EINTR && result != -ECONNABORTED) {
     logger("hostd")->error("accept on the {} failed: {}", l_.what_, std::strerror(-result));
   }
@@ -143,7 +155,10 @@ constexpr std::size_t kMaxRequestBytes = 64 * 1024;
 // A tracer that does not read gets no more than this queued; later events are dropped.
 constexpr std::size_t kMaxQueuedTraceBytes = 4 << 20;
 
-std::string line(const json& j) { return j.dump() + "\n"; }
+// Paths and names may hold bytes that are not UTF-8: they are replaced, never a throw.
+std::string line(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+}
 std::string errorLine(const std::string& sentence) { return line({{"error", sentence}}); }
 
 // One connection to the control socket: one request, then its answer (or a trace).
@@ -188,7 +203,11 @@ class ControlConnection : public StreamConnection, public Server::Tracer {
     }
     auto newline = received.find('\n');
     if (newline == std::string::npos) {
-      if (received.size() > kMaxRequestBytes) reply(errorLine("the request is longer than 64 KiB"));
+      if (received.size() > kMaxRequestBytes) {
+        answered_ = true;
+        received.clear();
+        reply(errorLine("the request is longer than 64 KiB"));
+      }
       return;
     }
     std::string request = received.substr(0, newline);

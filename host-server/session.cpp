@@ -109,7 +109,8 @@ void Session::resumeReading() {
 }
 
 void Session::processFrames() {
-  while (!closed_) {
+  // After a refused handshake nothing more is read: the refusal goes out, then the close.
+  while (!closed_ && !closeAfterSend_) {
     if (!mayTakeRequests()) {
       paused_ = true;  // operationDone() or a finished send resumes
       return;

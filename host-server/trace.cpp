@@ -66,7 +66,7 @@ std::string toJsonLine(const TraceEvent& event) {
   const char* errnoName = event.error == 0 ? "ok" : strerrorname_np(event.error);
   j["result"] = errnoName != nullptr ? errnoName : std::to_string(event.error);
   j["latencyUs"] = event.latency.count();
-  return j.dump();
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 }  // namespace enclavefs::host

@@ -6,13 +6,10 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/volume_contents.h"
+
 namespace enclavefs::inspect {
 namespace {
-
-constexpr std::uint64_t kSignatureBytes = 1 << 20;
-// The ext2/3/4 superblock starts 1024 bytes into the file system; its magic 0xEF53 is at
-// byte 56 of it, little-endian.
-constexpr std::size_t kExtMagicAt = 1024 + 56;
 
 std::string failure(const host::VolumeFile& volume, const char* what) {
   return "cannot " + std::string(what) + " volume " + volume.path() + ": " + std::strerror(errno);
@@ -55,7 +52,7 @@ Result<ExtentMap, std::string> mapExtents(const host::VolumeFile& volume, std::s
 }
 
 Result<Signature, std::string> readSignature(const host::VolumeFile& volume) {
-  std::vector<unsigned char> bytes(std::min(kSignatureBytes, volume.header().size));
+  std::vector<std::byte> bytes(std::min<std::uint64_t>(kVolumeProbeBytes, volume.header().size));
   std::size_t got = 0;
   while (got < bytes.size()) {
     ssize_t n = ::pread(volume.fd(), bytes.data() + got, bytes.size() - got,
@@ -66,12 +63,12 @@ Result<Signature, std::string> readSignature(const host::VolumeFile& volume) {
     got += static_cast<std::size_t>(n);
   }
   bytes.resize(got);
-  if (bytes.size() > kExtMagicAt + 1 && bytes[kExtMagicAt] == 0x53 &&
-      bytes[kExtMagicAt + 1] == 0xEF) {
-    return Signature::ext;
+  switch (identifyVolume(bytes).kind) {
+    case VolumeContents::Kind::blank: return Signature::zeros;
+    case VolumeContents::Kind::ext4: return Signature::ext;
+    case VolumeContents::Kind::unknown: return Signature::other;
   }
-  bool zeros = std::all_of(bytes.begin(), bytes.end(), [](unsigned char b) { return b == 0; });
-  return zeros ? Signature::zeros : Signature::other;
+  return Signature::other;
 }
 
 }  // namespace enclavefs::inspect
