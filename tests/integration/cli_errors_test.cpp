@@ -22,22 +22,6 @@ bool exists(const std::string& path) {
   return ::lstat(path.c_str(), &st) == 0;
 }
 
-// The output's lines, ignoring one trailing newline.
-std::vector<std::string> linesOf(const std::string& output) {
-  std::vector<std::string> lines;
-  std::string current;
-  for (char c : output) {
-    if (c == '\n') {
-      lines.push_back(current);
-      current.clear();
-    } else {
-      current += c;
-    }
-  }
-  if (!current.empty()) lines.push_back(current);
-  return lines;
-}
-
 // Checks the program failed with exactly one error line of its own, naming every one of
 // `mentions`. Returns that line.
 std::string expectOneErrorLine(const RunResult& r, const std::string& program,

@@ -46,22 +46,6 @@ bool contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
 }
 
-// The output's lines, ignoring one trailing newline.
-std::vector<std::string> linesOf(const std::string& output) {
-  std::vector<std::string> lines;
-  std::string current;
-  for (char c : output) {
-    if (c == '\n') {
-      lines.push_back(current);
-      current.clear();
-    } else {
-      current += c;
-    }
-  }
-  if (!current.empty()) lines.push_back(current);
-  return lines;
-}
-
 // Runs the tool, expecting exit status 1 and exactly one error line naming every one of
 // `mentions`. Returns that line.
 std::string expectError(const std::vector<std::string>& args,

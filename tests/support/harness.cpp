@@ -256,6 +256,22 @@ bool waitUntil(const std::function<bool()>& condition, std::chrono::milliseconds
   return condition();
 }
 
+// The output's lines, ignoring one trailing newline.
+std::vector<std::string> linesOf(const std::string& output) {
+  std::vector<std::string> lines;
+  std::string current;
+  for (char c : output) {
+    if (c == '\n') {
+      lines.push_back(current);
+      current.clear();
+    } else {
+      current += c;
+    }
+  }
+  if (!current.empty()) lines.push_back(current);
+  return lines;
+}
+
 std::string readFile(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw std::runtime_error("open " + path + ": " + std::strerror(errno));

@@ -96,6 +96,9 @@ void writeFile(const std::string& path, const std::string& content);
 // writeFile, then fsync before closing.
 void writeFileSynced(const std::string& path, const std::string& content);
 
+// A program's output split into lines (one trailing newline ignored).
+std::vector<std::string> linesOf(const std::string& output);
+
 // Polls `condition` every 20 ms until it holds or `limit` has passed; its last answer.
 bool waitUntil(const std::function<bool()>& condition, std::chrono::milliseconds limit);
 std::string readFile(const std::string& path);

@@ -183,7 +183,27 @@ class HostServer(Server):
         super().start(lambda: _listening(self.socket), "listen")
 
 
-class EnclavefsBasic(Target):
+class EnclavefsProcesses:
+    """What the enclavefs targets share: finding their mount process, reporting both
+    processes for the memory table. Needs `mountpoint` and `hostd`."""
+
+    def _mount_pid(self):
+        mnt = self.mountpoint
+        pids = find_pids(lambda argv: os.path.basename(argv[0]) == "enclavefs-mount"
+                         and mnt in argv and "--unmount" not in argv)
+        return pids[0] if pids else None
+
+    def processes(self):
+        out = {}
+        pid = self._mount_pid()
+        if pid:
+            out["enclavefs-mount"] = pid
+        if self.hostd.pid:
+            out["enclavefs-hostd"] = self.hostd.pid
+        return out
+
+
+class EnclavefsBasic(EnclavefsProcesses, Target):
     name = "enclavefs"
     group = "basic"
     role = "subject"
@@ -214,21 +234,6 @@ class EnclavefsBasic(Target):
                              f"| hostd: {self.hostd.log_tail(500)}")
         wait_mounted(mnt)
         self.dir = mnt
-
-    def _mount_pid(self):
-        mnt = self.mountpoint
-        pids = find_pids(lambda argv: os.path.basename(argv[0]) == "enclavefs-mount"
-                         and mnt in argv)
-        return pids[0] if pids else None
-
-    def processes(self):
-        out = {}
-        pid = self._mount_pid()
-        if pid:
-            out["enclavefs-mount"] = pid
-        if self.hostd.pid:
-            out["enclavefs-hostd"] = self.hostd.pid
-        return out
 
     def info(self):
         return {"mount_argv": self.argv, "hostd_argv": self.hostd.argv}
@@ -344,7 +349,7 @@ def _first_line(argv):
     return (p.stdout or "").strip().splitlines()[0] if (p.stdout or "").strip() else ""
 
 
-class EnclavefsBlock(BlockTarget):
+class EnclavefsBlock(EnclavefsProcesses, BlockTarget):
     name = "enclavefs-block"
     role = "subject"
     description = ("enclavefs block mount: ext4 -> loop (direct I/O) -> enclavefs-mount's FUSE "
@@ -392,12 +397,6 @@ class EnclavefsBlock(BlockTarget):
             log(f"WARNING: {self.device} under enclavefs-block does not do direct I/O")
         self.dir = mnt
 
-    def _mount_pid(self):
-        mnt = self.mountpoint
-        pids = find_pids(lambda argv: os.path.basename(argv[0]) == "enclavefs-mount"
-                         and mnt in argv and "--unmount" not in argv)
-        return pids[0] if pids else None
-
     def _unmount(self):
         """enclavefs-mount --unmount (returns once the volume is given back); then the mount
         process must be gone. Falls back to umount (-l) so that the teardown goes on."""
@@ -418,15 +417,6 @@ class EnclavefsBlock(BlockTarget):
         if not _gone(pid, "enclavefs-mount", 10):
             _signal(pid, signal.SIGKILL)
         raise BenchError(f"enclavefs-mount (pid {pid}) did not exit after unmounting {mnt}")
-
-    def processes(self):
-        out = {}
-        pid = self._mount_pid()
-        if pid:
-            out["enclavefs-mount"] = pid
-        if self.hostd.pid:
-            out["enclavefs-hostd"] = self.hostd.pid
-        return out
 
     def info(self):
         out = super().info()
