@@ -5,7 +5,6 @@
 
 #include <cerrno>
 #include <chrono>
-#include <cstdio>
 #include <cstring>
 #include <optional>
 #include <string>
@@ -19,16 +18,10 @@
 #include "enclave-fs/force_mount.h"
 #include "enclave-fs/fuse_session.h"
 #include "enclave-fs/invalidator.h"
+#include "enclave-fs/program.h"
 
 namespace enclavefs::enclave {
 namespace {
-
-constexpr const char* kProgram = "enclavefs-mount";
-
-int fail(const std::string& message) {
-  std::fprintf(stderr, "%s: error: %s\n", kProgram, message.c_str());
-  return 1;
-}
 
 }  // namespace
 

@@ -13,7 +13,6 @@
 
 #include <cerrno>
 #include <chrono>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <optional>
@@ -31,11 +30,11 @@
 #include "enclave-fs/fuse_session.h"
 #include "enclave-fs/loop_device.h"
 #include "enclave-fs/run_tool.h"
+#include "enclave-fs/program.h"
 
 namespace enclavefs::enclave {
 namespace {
 
-constexpr const char* kProgram = "enclavefs-mount";
 
 // Where the block mount keeps its lock and serves its FUSE file. ENCLAVEFS_RUN_DIR moves it,
 // so that tests can play two enclaves on one machine.
@@ -54,11 +53,6 @@ const RunPaths& runPaths() {
   return paths;
 }
 constexpr auto kUnmountWait = std::chrono::seconds(30);
-
-int fail(const std::string& message) {
-  std::fprintf(stderr, "%s: error: %s\n", kProgram, message.c_str());
-  return 1;
-}
 
 std::string errnoText() { return std::strerror(errno); }
 

@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <vector>
 
@@ -13,16 +12,13 @@
 #include "enclave-fs/block_mount.h"
 #include "enclave-fs/force_mount.h"
 #include "enclave-fs/run_tool.h"
+#include "enclave-fs/program.h"
 
 namespace enclavefs::enclave {
 namespace {
 
-constexpr const char* kProgram = "enclavefs-mount";
-constexpr std::string_view kErrorPrefix = "enclavefs-mount: error: ";
-
-void printError(const std::string& message) {
-  std::fprintf(stderr, "%s: error: %s\n", kProgram, message.c_str());
-}
+// What fail() puts before a message, to take it off a failed entry's error line.
+const std::string kErrorPrefix = std::string(kProgram) + ": error: ";
 
 // "mounts[1] 'db' (image.yaml:7) on /data"
 std::string entryName(const MountConfig& config, std::size_t index) {
@@ -99,9 +95,9 @@ int mountFromConfig(const MountConfig& config, const ConfigRun& run) {
     } else {
       continue;
     }
-    printError(entryName(config, i) + ": " + why);
+    fail(entryName(config, i) + ": " + why);
     for (std::size_t j = i; j-- > 0;) {
-      if (!unmountEntry(config.mounts[j])) printError("could not undo " + entryName(config, j));
+      if (!unmountEntry(config.mounts[j])) fail("could not undo " + entryName(config, j));
     }
     return 1;
   }

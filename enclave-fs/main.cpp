@@ -1,7 +1,6 @@
 // enclavefs-mount: mounts a host export (basic mount) or a host volume (block mount) inside
 // the enclave, or every mount of a configuration file; or unmounts them.
 #include <CLI/CLI.hpp>
-#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -11,16 +10,10 @@
 #include "enclave-fs/block_mount.h"
 #include "enclave-fs/config_mounts.h"
 #include "enclave-fs/mount_options.h"
+#include "enclave-fs/program.h"
 
 namespace enclavefs::enclave {
 namespace {
-
-constexpr const char* kProgram = "enclavefs-mount";
-
-int fail(const std::string& message) {
-  std::fprintf(stderr, "%s: error: %s\n", kProgram, message.c_str());
-  return 1;
-}
 
 int run(int argc, char** argv) {
   CLI::App app{"enclavefs client: mounts a host export or volume inside the enclave", kProgram};
@@ -111,7 +104,6 @@ int main(int argc, char** argv) {
   try {
     return enclavefs::enclave::run(argc, argv);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "enclavefs-mount: error: %s\n", e.what());
-    return 1;
+    return enclavefs::enclave::fail(e.what());
   }
 }
