@@ -24,4 +24,26 @@ std::optional<std::size_t> opIndex(std::string_view name) {
   return std::nullopt;
 }
 
+std::vector<NodeId> directoriesChanged(const Request& request) {
+  return std::visit(
+      [&](const auto& op) -> std::vector<NodeId> {
+        using T = std::decay_t<decltype(op)>;
+        if constexpr (std::is_same_v<T, op::Rename>) {
+          if (op.newParent == request.node) return {request.node};
+          return {request.node, op.newParent};
+        } else if constexpr (std::is_same_v<T, op::Link>) {
+          return {op.newParent};
+        } else if constexpr (std::is_same_v<T, op::Create> || std::is_same_v<T, op::MakeNode> ||
+                             std::is_same_v<T, op::MakeDir> || std::is_same_v<T, op::Symlink> ||
+                             std::is_same_v<T, op::Unlink> || std::is_same_v<T, op::RemoveDir> ||
+                             std::is_same_v<T, op::SetAttr> || std::is_same_v<T, op::SetXattr> ||
+                             std::is_same_v<T, op::RemoveXattr>) {
+          return {request.node};
+        } else {
+          return {};
+        }
+      },
+      request.op);
+}
+
 }  // namespace enclavefs::msg

@@ -288,10 +288,25 @@ using Body = std::variant<body::None, Entry, Attr, body::Opened, body::Created, 
                           body::Data, body::Size, body::Target, body::Entries, body::StatFs,
                           body::Offset, Lock>;
 
+// A node's attributes, as read at one moment.
+struct NodeAttr {
+  NodeId node = 0;
+  Attr attr;
+};
+
 struct Reply {
   int error = 0;  // 0 or a positive errno; an error reply has no body
   Body body;
+  // The attributes of those of directoriesChanged(request) that are directories, read after
+  // it ran.
+  std::vector<NodeAttr> dirAttrs;
 };
+
+// The nodes that may be directories whose entries or attributes a request changes (at most
+// two): the directories where it adds, removes or renames names, and the node whose
+// attributes or extended attributes it sets. (A directory moved by a rename also changes,
+// its ctime and "..", but the request does not name its node.)
+std::vector<NodeId> directoriesChanged(const Request& request);
 
 // Pushed by the host: what the enclave kernel must stop trusting from its caches.
 struct Notify {
@@ -302,6 +317,8 @@ struct Notify {
   };
   std::vector<EntryChange> entries;
   std::vector<NodeId> inodes;
+  // Of `inodes`, the directories: their attributes after the change.
+  std::vector<NodeAttr> dirAttrs;
   bool empty() const { return entries.empty() && inodes.empty(); }
 };
 

@@ -98,6 +98,21 @@ msg::Attr get(Attr::Reader r) {
   return a;
 }
 
+void putNodeAttrs(capnp::List<NodeAttr>::Builder list, const std::vector<msg::NodeAttr>& from) {
+  for (unsigned i = 0; i < from.size(); ++i) {
+    list[i].setNode(from[i].node);
+    put(list[i].initAttr(), from[i].attr);
+  }
+}
+
+std::vector<msg::NodeAttr> getNodeAttrs(capnp::List<NodeAttr>::Reader list, std::size_t most) {
+  if (list.size() > most) throw DecodeError{"too many directory attributes"};
+  std::vector<msg::NodeAttr> out;
+  out.reserve(list.size());
+  for (auto item : list) out.push_back({item.getNode(), get(item.getAttr())});
+  return out;
+}
+
 void put(Lock::Builder b, const msg::Lock& l) {
   b.setStart(l.start);
   b.setEnd(l.end);
@@ -460,6 +475,7 @@ Words encode(const msg::Reply& reply) {
   auto b = builder.initRoot<Reply>();
   b.setError(reply.error);
   putBody(b, reply.body);
+  if (!reply.dirAttrs.empty()) putNodeAttrs(b.initDirAttrs(static_cast<unsigned>(reply.dirAttrs.size())), reply.dirAttrs);
   return capnp::messageToFlatArray(builder);
 }
 
@@ -473,6 +489,7 @@ Words encode(const msg::Notify& notify) {
   }
   auto inodes = b.initInodes(static_cast<unsigned>(notify.inodes.size()));
   for (unsigned i = 0; i < notify.inodes.size(); ++i) inodes.set(i, notify.inodes[i]);
+  putNodeAttrs(b.initDirAttrs(static_cast<unsigned>(notify.dirAttrs.size())), notify.dirAttrs);
   return capnp::messageToFlatArray(builder);
 }
 
@@ -543,6 +560,7 @@ Result<msg::Notify, std::string> decodeNotify(WordsView words) {
     }
     notify.inodes.reserve(inodes.size());
     for (auto node : inodes) notify.inodes.push_back(node);
+    notify.dirAttrs = getNodeAttrs(r.getDirAttrs(), limits::kMaxNotifyItems);
     return notify;
   });
 }
@@ -554,6 +572,7 @@ Result<msg::Reply, std::string> decodeReply(WordsView words) {
     msg::Reply reply;
     reply.error = r.getError();
     reply.body = getBody(r);
+    reply.dirAttrs = getNodeAttrs(r.getDirAttrs(), 2);
     return reply;
   });
 }

@@ -10,6 +10,7 @@ BasicFs::BasicFs(Connection& connection, CachePolicy cache, FsPolicy policy,
       cache_(cache),
       policy_(policy),
       invalidator_(invalidator),
+      dirAttrs_(std::chrono::duration<double>(cache.timeouts.attr)),
       log_(logger("mount")) {
   nodes_.addRoot(connection.welcome().root.mode);
 }
@@ -30,6 +31,26 @@ void BasicFs::forgetOnHost(std::vector<msg::op::ForgetItem> items) {
   msg::Request r;
   r.op = msg::op::Forget{std::move(items)};
   connection_.post(r);
+}
+
+void BasicFs::keepDirAttrs(const std::vector<msg::NodeAttr>& attrs) {
+  if (!cache_.hostPushesChanges) return;
+  for (const msg::NodeAttr& a : attrs) {
+    Check valid = checkAttr(a.attr);
+    if (valid && (a.attr.mode & S_IFMT) != S_IFDIR) valid = Fail{std::string("not a directory")};
+    if (valid) valid = nodes_.agrees(a.node, a.attr);
+    if (valid) {
+      dirAttrs_.store(a.node, a.attr);
+    } else {
+      dirAttrs_.drop(a.node);
+      log_->error("refused the host's attributes of directory {}: {}", a.node, valid.error());
+    }
+  }
+}
+
+std::optional<msg::Attr> BasicFs::cachedDirAttr(msg::NodeId node) const {
+  if (!cache_.hostPushesChanges) return std::nullopt;
+  return dirAttrs_.find(node);
 }
 
 int BasicFs::refuse(const char* op, const std::string& why) const {
@@ -66,12 +87,14 @@ fuse_entry_param BasicFs::entryParam(const msg::Entry& entry) const {
 }
 
 void replyStatus(BasicFs& fs, fuse_req_t req, const char* op, const Result<Answer>& answer) {
+  fs.keepDirAttrs(answer);
   auto body = expect<msg::body::None>(fs, op, answer);
   fuse_reply_err(req, body ? 0 : body.error().value);
 }
 
 void replyEntry(BasicFs& fs, fuse_req_t req, const char* op, const Result<Answer>& answer,
                 std::uint32_t expectedType) {
+  fs.keepDirAttrs(answer);
   auto entry = expect<msg::Entry>(fs, op, answer);
   if (!entry) {
     fuse_reply_err(req, entry.error().value);

@@ -26,6 +26,7 @@
 #include "common/log.h"
 #include "common/messages.h"
 #include "enclave-fs/connection.h"
+#include "enclave-fs/dir_attr_cache.h"
 #include "enclave-fs/invalidator.h"
 #include "enclave-fs/node_registry.h"
 #include "enclave-fs/reply_check.h"
@@ -45,8 +46,9 @@ struct FsPolicy {
 // How the kernel may cache.
 struct CachePolicy {
   CacheTimeouts timeouts;
-  // Keep a file's cached pages across opens: right only while the host pushes changes.
-  bool keepPagesAcrossOpens = false;
+  // The host's change notifications drop whatever they make stale, so the kernel may keep a
+  // file's pages across opens, and remember a failed lookup for the entry timeout.
+  bool hostPushesChanges = false;
 };
 
 class BasicFs {
@@ -73,12 +75,22 @@ class BasicFs {
   // Logs why a reply was refused and yields the errno the application sees.
   int refuse(const char* op, const std::string& why) const;
 
+  // Keeps the directory attributes a reply or notification carries (dir_attr_cache.h), if
+  // they pass the checks; from the receiver thread only, in frame order.
+  void keepDirAttrs(const std::vector<msg::NodeAttr>& attrs);
+  void keepDirAttrs(const Result<Answer>& answer) {
+    if (answer) keepDirAttrs(answer->reply.dirAttrs);
+  }
+  // The attributes of directory `node` as the host last sent them, if still fresh.
+  std::optional<msg::Attr> cachedDirAttr(msg::NodeId node) const;
+  DirAttrCache& dirAttrs() { return dirAttrs_; }
+
   fuse_entry_param entryParam(const msg::Entry& entry) const;
   struct stat statOf(const msg::Attr& attr) const;
 
   NodeRegistry& nodes() { return nodes_; }
   const CacheTimeouts& timeouts() const { return cache_.timeouts; }
-  bool keepPagesAcrossOpens() const { return cache_.keepPagesAcrossOpens; }
+  bool hostPushesChanges() const { return cache_.hostPushesChanges; }
   const FsPolicy& policy() const { return policy_; }
   Connection& connection() { return connection_; }
   Invalidator& invalidator() { return invalidator_; }
@@ -89,6 +101,7 @@ class BasicFs {
   FsPolicy policy_;
   Invalidator& invalidator_;
   NodeRegistry nodes_;
+  DirAttrCache dirAttrs_;
   std::shared_ptr<spdlog::logger> log_;
 };
 

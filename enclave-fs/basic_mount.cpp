@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 #include "common/log.h"
@@ -50,7 +51,16 @@ int runBasicMount(MountRequest request) {
   Invalidator invalidator;
   BasicFs fs(conn, {options.cacheTimeouts(hostPushesChanges), hostPushesChanges},
              options.policy, invalidator);
-  conn.onNotify([&invalidator](msg::Notify notify) { invalidator.post(std::move(notify)); });
+  conn.onNotify([&fs, &invalidator](msg::Notify notify) {
+    // New copies replace old ones before any is dropped, so no getattr in between misses.
+    fs.keepDirAttrs(notify.dirAttrs);
+    std::unordered_set<msg::NodeId> fresh;
+    for (const msg::NodeAttr& a : notify.dirAttrs) fresh.insert(a.node);
+    for (msg::NodeId node : notify.inodes) {
+      if (!fresh.contains(node)) fs.dirAttrs().drop(node);
+    }
+    invalidator.post(std::move(notify));
+  });
   std::string kernelOptions = options.kernelOptions(exportName);
   std::vector<const char*> args = {kProgram, "-o", kernelOptions.c_str()};
   if (options.debug) args.push_back("-d");

@@ -23,6 +23,7 @@ void replyAttr(BasicFs& fs, fuse_req_t req, fuse_ino_t ino, const char* op,
     fuse_reply_err(req, fs.refuse(op, valid.error()));
     return;
   }
+  if (((*attr)->mode & S_IFMT) == S_IFDIR) fs.dirAttrs().store(ino, **attr);
   struct stat st = fs.statOf(**attr);
   fuse_reply_attr(req, &st, fs.timeouts().attr);
 }
@@ -35,13 +36,23 @@ void lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
     return;
   }
   BasicFs& fs = BasicFs::of(req);
-  fs.send(fs.request(req, parent, msg::op::Lookup{}, name),
-          [&fs, req](Result<Answer> a) { replyEntry(fs, req, "lookup", a); });
+  fs.send(fs.request(req, parent, msg::op::Lookup{}, name), [&fs, req](Result<Answer> a) {
+    if (a && a->reply.error == ENOENT && fs.hostPushesChanges()) {
+      // A negative entry: the kernel answers this name itself until the entry timeout, or
+      // until the host reports the name created.
+      fuse_entry_param none{};
+      none.entry_timeout = fs.timeouts().entry;
+      fuse_reply_entry(req, &none);
+      return;
+    }
+    replyEntry(fs, req, "lookup", a);
+  });
 }
 
 void forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
   BasicFs& fs = BasicFs::of(req);
   fs.nodes().forget(ino, nlookup);
+  if (!fs.nodes().typeOf(ino)) fs.dirAttrs().drop(ino);
   fs.forgetOnHost({{ino, nlookup}});
   fuse_reply_none(req);
 }
@@ -52,6 +63,7 @@ void forgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
   items.reserve(std::min(count, limits::kMaxForgetItems));
   for (size_t i = 0; i < count; ++i) {
     fs.nodes().forget(forgets[i].ino, forgets[i].nlookup);
+    if (!fs.nodes().typeOf(forgets[i].ino)) fs.dirAttrs().drop(forgets[i].ino);
     items.push_back({forgets[i].ino, forgets[i].nlookup});
     if (items.size() == limits::kMaxForgetItems) {
       fs.forgetOnHost(std::move(items));
@@ -64,6 +76,11 @@ void forgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
 
 void getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   BasicFs& fs = BasicFs::of(req);
+  if (auto cached = fs.cachedDirAttr(ino)) {
+    struct stat st = fs.statOf(*cached);
+    fuse_reply_attr(req, &st, fs.timeouts().attr);
+    return;
+  }
   fs.send(fs.request(req, ino, msg::op::GetAttr{}),
           [&fs, req, ino](Result<Answer> a) { replyAttr(fs, req, ino, "getattr", a); });
 }

@@ -180,8 +180,11 @@ void rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newP
   if (nameTooLong(req, name) || nameTooLong(req, newName)) return;
   BasicFs& fs = BasicFs::of(req);
   msg::op::Rename op{newParent, newName, flags};
-  fs.send(fs.request(req, parent, op, name),
-          [&fs, req](Result<Answer> a) { replyStatus(fs, req, "rename", a); });
+  fs.send(fs.request(req, parent, op, name), [&fs, req](Result<Answer> a) {
+    // A directory it moved changed too (ctime, ".."), and no frame names it.
+    fs.dirAttrs().clear();
+    replyStatus(fs, req, "rename", a);
+  });
 }
 
 void link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newParent, const char* newName) {

@@ -66,6 +66,7 @@ void getlk(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi, struct flock* loc
 
 void setlk(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi, struct flock* lock, int sleep) {
   BasicFs& fs = BasicFs::of(req);
+  fs.nodes().noteLockUse(ino);  // before the host can grant it: see flush
   msg::op::SetLock op{fi->lock_owner, toLock(*lock), sleep != 0};
   auto r = fs.request(req, ino, op, nullptr, fi->fh);
   const bool acquired = lock->l_type != F_UNLCK;

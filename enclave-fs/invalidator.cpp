@@ -68,7 +68,7 @@ void Invalidator::invalidateThen(msg::NodeId node, std::function<void()> then) {
     if (!stopping_) {
       // Never dropped: the request waits for it.
       queued_ += 1;
-      queue_.push_back({msg::Notify{{}, {node}}, std::move(then)});
+      queue_.push_back({msg::Notify{{}, {node}, {}}, std::move(then)});
       wanted_.notify_one();
       return;
     }

@@ -8,13 +8,13 @@ namespace enclavefs::enclave {
 
 void NodeRegistry::addRoot(std::uint32_t type) {
   std::lock_guard lock(mutex_);
-  nodes_[msg::kRootNode] = Known{type & S_IFMT, 1};
+  nodes_[msg::kRootNode] = Known{type & S_IFMT, 1, false};
 }
 
 Check NodeRegistry::learn(const msg::Entry& entry) {
   std::uint32_t type = entry.attr.mode & S_IFMT;
   std::lock_guard lock(mutex_);
-  auto [it, added] = nodes_.try_emplace(entry.node, Known{type, 0});
+  auto [it, added] = nodes_.try_emplace(entry.node, Known{type, 0, false});
   if (!added && it->second.type != type) {
     return Fail{"node " + std::to_string(entry.node) + " changed file type"};
   }
@@ -48,6 +48,18 @@ std::optional<std::uint32_t> NodeRegistry::typeOf(msg::NodeId node) const {
   auto it = nodes_.find(node);
   if (it == nodes_.end()) return std::nullopt;
   return it->second.type;
+}
+
+void NodeRegistry::noteLockUse(msg::NodeId node) {
+  std::lock_guard lock(mutex_);
+  auto it = nodes_.find(node);
+  if (it != nodes_.end()) it->second.lockUsed = true;
+}
+
+bool NodeRegistry::mayHoldLocks(msg::NodeId node) const {
+  std::lock_guard lock(mutex_);
+  auto it = nodes_.find(node);
+  return it == nodes_.end() || it->second.lockUsed;
 }
 
 std::size_t NodeRegistry::size() const {

@@ -23,12 +23,19 @@ class NodeRegistry {
   Check agrees(msg::NodeId node, const msg::Attr& attr) const;
   void forget(msg::NodeId node, std::uint64_t count);
   std::optional<std::uint32_t> typeOf(msg::NodeId node) const;
+  // Marks a node on which some process of this enclave asked for a POSIX or OFD lock; the
+  // mark stays until the kernel forgets the node.
+  void noteLockUse(msg::NodeId node);
+  // Whether the host may hold record locks of this enclave on the node: false only for a
+  // known node that was never marked.
+  bool mayHoldLocks(msg::NodeId node) const;
   std::size_t size() const;
 
  private:
   struct Known {
     std::uint32_t type;
     std::uint64_t lookups;
+    bool lockUsed = false;
   };
   mutable std::mutex mutex_;
   std::unordered_map<msg::NodeId, Known> nodes_;

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -37,11 +38,7 @@ bool modifies(const msg::Op& op) {
       op);
 }
 
-}  // namespace
-
-Co<Outcome> immediately(Outcome outcome) { co_return outcome; }
-
-Co<Outcome> perform(Session& s, const msg::Request& r, Bytes& payload) {
+Co<Outcome> dispatch(Session& s, const msg::Request& r, Bytes& payload) {
   if (s.readOnly() && modifies(r.op)) return immediately(failure(EROFS));
   return std::visit(
       Overloaded{
@@ -88,9 +85,31 @@ Co<Outcome> perform(Session& s, const msg::Request& r, Bytes& payload) {
       r.op);
 }
 
-Outcome failure(int error) { return Outcome{msg::Reply{error, msg::body::None{}}, {}}; }
+}  // namespace
 
-Outcome success(msg::Body body) { return Outcome{msg::Reply{0, std::move(body)}, {}}; }
+Co<Outcome> immediately(Outcome outcome) { co_return outcome; }
+
+Co<Outcome> perform(Session& s, const msg::Request& r, Bytes& payload) {
+  Outcome outcome = co_await dispatch(s, r, payload);
+  // Read now, with nothing awaited before the reply is queued: so the client gets every
+  // snapshot of a directory's attributes in the order they were taken (session.cpp).
+  outcome.reply.dirAttrs = directoryAttrs(s, msg::directoriesChanged(r));
+  co_return outcome;
+}
+
+std::vector<msg::NodeAttr> directoryAttrs(Session& s, const std::vector<msg::NodeId>& nodes) {
+  std::vector<msg::NodeAttr> attrs;
+  for (msg::NodeId id : nodes) {
+    NodeRef node = s.nodes().find(id);
+    if (!node || node->type != S_IFDIR) continue;
+    if (auto st = statNode(node->fd.get())) attrs.push_back({id, toAttr(*st)});
+  }
+  return attrs;
+}
+
+Outcome failure(int error) { return Outcome{msg::Reply{error, msg::body::None{}, {}}, {}}; }
+
+Outcome success(msg::Body body) { return Outcome{msg::Reply{0, std::move(body), {}}, {}}; }
 
 msg::Attr toAttr(const struct statx& st) {
   msg::Attr a;
@@ -136,27 +155,35 @@ Result<OpenFileRef> findHandle(Session& s, msg::HandleId id, bool directory) {
   return file;
 }
 
-Co<Result<struct statx>> statNode(Session& s, int fd) {
+Result<struct statx> statNode(int fd) {
   struct statx st;
-  int rc = co_await s.ring().op([&](io_uring_sqe* sqe) {
-    io_uring_prep_statx(sqe, fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, &st);
-  });
-  if (rc < 0) co_return Errno{-rc};
-  co_return st;
+  if (::statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, &st) != 0) {
+    return Errno{errno};
+  }
+  return st;
+}
+
+Co<int> openat2Cached(Session& s, int dirFd, const char* name, open_how how) {
+  open_how cached = how;
+  cached.resolve |= RESOLVE_CACHED;
+  const long fd = ::syscall(SYS_openat2, dirFd, name, &cached, sizeof cached);
+  if (fd >= 0) co_return static_cast<int>(fd);
+  if (errno != EAGAIN) co_return -errno;
+  co_return co_await inMemoryOrRing(
+      s, [&] { return ::syscall(SYS_openat2, dirFd, name, &how, sizeof how); },
+      [&](io_uring_sqe* sqe) { io_uring_prep_openat2(sqe, dirFd, name, &how); });
 }
 
 Co<Result<msg::Entry>> lookupName(Session& s, const Node& parent, const std::string& name) {
   open_how how{};
   how.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
   how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
-  int fd = co_await s.ring().op([&](io_uring_sqe* sqe) {
-    io_uring_prep_openat2(sqe, parent.fd.get(), name.c_str(), &how);
-  });
+  int fd = co_await openat2Cached(s, parent.fd.get(), name.c_str(), how);
   // A mount point inside the export is not part of it.
   if (fd == -EXDEV) co_return Errno{EACCES};
   if (fd < 0) co_return Errno{-fd};
   UniqueFd owned(fd);
-  auto st = co_await statNode(s, fd);
+  auto st = statNode(fd);
   if (!st) co_return st.error();
   auto node = s.nodes().adopt(std::move(owned), *st);
   if (!node) co_return node.error();
@@ -173,7 +200,7 @@ Co<Result<void>> applyOwnerPolicy(Session& s, const Node& parent, const std::str
   // those are the wanted ones, there is nothing to change. Start-up made sure that otherwise
   // the server is root.
   if (uid == ::geteuid() && gid == ::getegid()) co_return Result<void>{};
-  int err = co_await s.pool().run([&] {
+  int err = co_await inMemoryOrPool(s, [&] {
     struct stat dir;
     if (::fstat(parent.fd.get(), &dir) != 0) return errno;
     gid_t newGid = (dir.st_mode & S_ISGID) ? static_cast<gid_t>(-1) : gid;

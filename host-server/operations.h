@@ -10,6 +10,7 @@
 // for the client); protocol faults never reach them.
 #pragma once
 
+#include <linux/openat2.h>
 #include <linux/stat.h>
 
 #include <string>
@@ -22,6 +23,8 @@
 namespace enclavefs::host {
 
 Co<Outcome> perform(Session& session, const msg::Request& request, Bytes& payload);
+// The attributes of those `nodes` that are directories, read now.
+std::vector<msg::NodeAttr> directoryAttrs(Session& session, const std::vector<msg::NodeId>& nodes);
 // The same for a session that holds a block volume (ops_block.cpp).
 Co<Outcome> performBlock(Session& session, const msg::Request& request, Bytes& payload);
 
@@ -95,8 +98,38 @@ Result<NodeRef> findParentForNewEntry(Session& s, const msg::Request& r);
 // The open file or directory a request names, or EBADF.
 Result<OpenFileRef> findHandle(Session& s, msg::HandleId id, bool directory);
 
-// statx of an O_PATH descriptor, through the ring.
-Co<Result<struct statx>> statNode(Session& s, int fd);
+// A system call the session makes inline when its files are in memory (Session::inMemory):
+// io_uring cannot tell that tmpfs never waits for a device (tmpfs has no RWF_NOWAIT), so it
+// hands every such call to a worker thread, two thread switches for a few microseconds of
+// work. Elsewhere through the ring. `call` returns what the system call does (-1 and
+// errno on failure); `prep` fills the SQE of the same call. Yields the result or a
+// negative errno, like a ring operation.
+template <class Call, class Prep>
+Co<int> inMemoryOrRing(Session& s, Call call, Prep prep) {
+  if (s.inMemory()) {
+    const long result = call();
+    co_return result < 0 ? -errno : static_cast<int>(result);
+  }
+  co_return co_await s.ring().op(std::move(prep));
+}
+
+// The same for a call the blocking pool would make: `job` returns an errno (or 0).
+template <class Job>
+Co<int> inMemoryOrPool(Session& s, Job job) {
+  if (s.inMemory()) co_return job();
+  co_return co_await s.pool().run(std::move(job));
+}
+
+// statx of an O_PATH descriptor, made inline. The descriptor pins the inode, so on a local
+// file system this only copies its attributes out of memory; io_uring would run it on a
+// worker thread (it always does for statx), two thread switches for a few microseconds'
+// work.
+Result<struct statx> statNode(int fd);
+
+// openat2 made inline when the kernel can resolve `name` from its caches alone
+// (RESOLVE_CACHED, which fails with EAGAIN rather than block), else through the ring.
+// Yields the descriptor or a negative errno, like a ring operation.
+Co<int> openat2Cached(Session& s, int dirFd, const char* name, open_how how);
 
 // Resolves `name` in `parent` confined to the export (openat2, RESOLVE_BENEATH |
 // RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV, never following a final symlink), and counts a

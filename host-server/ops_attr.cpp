@@ -69,7 +69,7 @@ Co<Outcome> lookup(Session& s, const msg::Request& r) {
 Co<Outcome> getattr(Session& s, const msg::Request& r) {
   auto node = findNode(s, r.node);
   if (!node) co_return failure(node.error().value);
-  auto st = co_await statNode(s, (*node)->fd.get());
+  auto st = statNode((*node)->fd.get());
   if (!st) co_return failure(st.error().value);
   co_return success(toAttr(*st));
 }
@@ -91,9 +91,9 @@ Co<Outcome> setattr(Session& s, const msg::Request& r, const msg::op::SetAttr& o
     if ((*handle)->node != *node) co_return failure(EBADF);
     file = *handle;
   }
-  int err = co_await s.pool().run([&] { return applySetAttr(**node, file.get(), op); });
+  int err = co_await inMemoryOrPool(s, [&] { return applySetAttr(**node, file.get(), op); });
   if (err != 0) co_return failure(err);
-  auto st = co_await statNode(s, (*node)->fd.get());
+  auto st = statNode((*node)->fd.get());
   if (!st) co_return failure(st.error().value);
   co_return success(toAttr(*st));
 }
@@ -102,7 +102,7 @@ Co<Outcome> statfs(Session& s, const msg::Request& r) {
   auto node = findNode(s, r.node);
   if (!node) co_return failure(node.error().value);
   struct statfs st;
-  int err = co_await s.pool().run([&] { return ::fstatfs((*node)->fd.get(), &st) == 0 ? 0 : errno; });
+  int err = co_await inMemoryOrPool(s, [&] { return ::fstatfs((*node)->fd.get(), &st) == 0 ? 0 : errno; });
   if (err != 0) co_return failure(err);
   msg::body::StatFs out;
   out.blocks = st.f_blocks;

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
+#include <sys/uio.h>
 
 #include <cerrno>
 
@@ -48,10 +49,14 @@ Co<Outcome> sectorRead(Session& s, const msg::op::SectorRead& op) {
   Bytes data = Bytes::allocate(op.length);
   std::size_t done = 0;
   while (done < data.size) {
-    int n = co_await s.ring().op([&](io_uring_sqe* sqe) {
-      io_uring_prep_read(sqe, s.image().fd(), data.data.get() + done,
-                         static_cast<unsigned>(data.size - done), *at + done);
-    });
+    std::byte* into = data.data.get() + done;
+    const std::size_t want = data.size - done;
+    const std::uint64_t from = *at + done;
+    int n = co_await inMemoryOrRing(
+        s, [&] { return ::pread(s.image().fd(), into, want, static_cast<off_t>(from)); },
+        [&](io_uring_sqe* sqe) {
+          io_uring_prep_read(sqe, s.image().fd(), into, static_cast<unsigned>(want), from);
+        });
     if (n < 0) co_return failure(-n);
     if (n == 0) co_return failure(EIO);  // the image shrank under us
     done += static_cast<std::size_t>(n);
@@ -66,11 +71,20 @@ Co<Outcome> sectorWrite(Session& s, const msg::op::SectorWrite& op, Bytes& data)
   if (!at) co_return failure(at.error().value);
   std::size_t done = 0;
   while (done < data.size) {
-    int n = co_await s.ring().op([&](io_uring_sqe* sqe) {
-      io_uring_prep_write(sqe, s.image().fd(), data.data.get() + done,
-                          static_cast<unsigned>(data.size - done), *at + done);
-      if (op.fua) sqe->rw_flags = RWF_DSYNC;
-    });
+    const std::byte* from = data.data.get() + done;
+    const std::size_t want = data.size - done;
+    const std::uint64_t to = *at + done;
+    const int flags = op.fua ? RWF_DSYNC : 0;
+    int n = co_await inMemoryOrRing(
+        s,
+        [&] {
+          iovec iov{const_cast<std::byte*>(from), want};
+          return ::pwritev2(s.image().fd(), &iov, 1, static_cast<off_t>(to), flags);
+        },
+        [&](io_uring_sqe* sqe) {
+          io_uring_prep_write(sqe, s.image().fd(), from, static_cast<unsigned>(want), to);
+          sqe->rw_flags = flags;
+        });
     if (n < 0) co_return failure(-n);
     if (n == 0) co_return failure(EIO);
     done += static_cast<std::size_t>(n);
@@ -79,9 +93,9 @@ Co<Outcome> sectorWrite(Session& s, const msg::op::SectorWrite& op, Bytes& data)
 }
 
 Co<Outcome> sectorFlush(Session& s) {
-  int rc = co_await s.ring().op([&](io_uring_sqe* sqe) {
-    io_uring_prep_fsync(sqe, s.image().fd(), IORING_FSYNC_DATASYNC);
-  });
+  int rc = co_await inMemoryOrRing(
+      s, [&] { return ::fdatasync(s.image().fd()); },
+      [&](io_uring_sqe* sqe) { io_uring_prep_fsync(sqe, s.image().fd(), IORING_FSYNC_DATASYNC); });
   if (rc < 0) co_return failure(-rc);
   co_return success();
 }
@@ -91,10 +105,14 @@ Co<Outcome> sectorDiscard(Session& s, const char* op, std::uint64_t offset, std:
   auto at = imageOffset(s, op, offset, length);
   if (!at) co_return failure(at.error().value);
   auto fallocate = [&](int mode) {
-    return s.ring().op([&, mode](io_uring_sqe* sqe) {
-      io_uring_prep_fallocate(sqe, s.image().fd(), mode | FALLOC_FL_KEEP_SIZE,
-                              static_cast<off_t>(*at), static_cast<off_t>(length));
-    });
+    mode |= FALLOC_FL_KEEP_SIZE;
+    const auto start = static_cast<off_t>(*at);
+    const auto bytes = static_cast<off_t>(length);
+    return inMemoryOrRing(
+        s, [&s, mode, start, bytes] { return ::fallocate(s.image().fd(), mode, start, bytes); },
+        [&s, mode, start, bytes](io_uring_sqe* sqe) {
+          io_uring_prep_fallocate(sqe, s.image().fd(), mode, start, bytes);
+        });
   };
   int rc = -EOPNOTSUPP;
   if (keepAllocated) rc = co_await fallocate(FALLOC_FL_ZERO_RANGE);

@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -31,9 +32,9 @@ Co<Outcome> open(Session& s, const msg::Request& r, const msg::op::Open& op) {
   if (s.readOnly() && writes(op.flags)) co_return failure(EROFS);
   const std::string path = procPath((*node)->fd.get());
   const int flags = static_cast<int>(op.flags & kPassedOpenFlags) | O_CLOEXEC;
-  int fd = co_await s.ring().op([&](io_uring_sqe* sqe) {
-    io_uring_prep_openat(sqe, AT_FDCWD, path.c_str(), flags, 0);
-  });
+  int fd = co_await inMemoryOrRing(
+      s, [&] { return ::openat(AT_FDCWD, path.c_str(), flags, 0); },
+      [&](io_uring_sqe* sqe) { io_uring_prep_openat(sqe, AT_FDCWD, path.c_str(), flags, 0); });
   if (fd < 0) co_return failure(-fd);
   auto file = std::make_shared<OpenFile>(OpenFile{UniqueFd(fd), *node, false, {}});
   auto handle = s.handles().add(std::move(file));
@@ -49,9 +50,10 @@ Co<Outcome> create(Session& s, const msg::Request& r, const msg::op::Create& op)
   how.flags = (op.flags & (kPassedOpenFlags | O_EXCL)) | O_CREAT | O_NOFOLLOW | O_CLOEXEC;
   how.mode = sanitizeMode(S_IFREG | (op.mode & 07777)) & 07777;
   how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
-  int fd = co_await s.ring().op([&](io_uring_sqe* sqe) {
-    io_uring_prep_openat2(sqe, (*parent)->fd.get(), r.name.c_str(), &how);
-  });
+  const int dirFd = (*parent)->fd.get();
+  int fd = co_await inMemoryOrRing(
+      s, [&] { return ::syscall(SYS_openat2, dirFd, r.name.c_str(), &how, sizeof how); },
+      [&](io_uring_sqe* sqe) { io_uring_prep_openat2(sqe, dirFd, r.name.c_str(), &how); });
   if (fd == -EXDEV) co_return failure(EACCES);
   if (fd < 0) co_return failure(-fd);
   UniqueFd opened(fd);
@@ -74,9 +76,10 @@ Co<Outcome> read(Session& s, const msg::Request& r, const msg::op::Read& op) {
   if (!file) co_return failure(file.error().value);
   if (op.size > limits::kMaxIoBytes) co_return failure(EINVAL);
   Bytes data = Bytes::allocate(op.size);
-  int n = co_await s.ring().op([&](io_uring_sqe* sqe) {
-    io_uring_prep_read(sqe, (*file)->fd.get(), data.data.get(), op.size, op.offset);
-  });
+  const int fd = (*file)->fd.get();
+  int n = co_await inMemoryOrRing(
+      s, [&] { return ::pread(fd, data.data.get(), op.size, static_cast<off_t>(op.offset)); },
+      [&](io_uring_sqe* sqe) { io_uring_prep_read(sqe, fd, data.data.get(), op.size, op.offset); });
   if (n < 0) co_return failure(-n);
   data.size = static_cast<std::size_t>(n);
   Outcome out = success(msg::body::Data{});
@@ -87,10 +90,12 @@ Co<Outcome> read(Session& s, const msg::Request& r, const msg::op::Read& op) {
 Co<Outcome> write(Session& s, const msg::Request& r, const msg::op::Write& op, Bytes& data) {
   auto file = findHandle(s, r.handle, false);
   if (!file) co_return failure(file.error().value);
-  int n = co_await s.ring().op([&](io_uring_sqe* sqe) {
-    io_uring_prep_write(sqe, (*file)->fd.get(), data.data.get(),
-                        static_cast<unsigned>(data.size), op.offset);
-  });
+  const int fd = (*file)->fd.get();
+  int n = co_await inMemoryOrRing(
+      s, [&] { return ::pwrite(fd, data.data.get(), data.size, static_cast<off_t>(op.offset)); },
+      [&](io_uring_sqe* sqe) {
+        io_uring_prep_write(sqe, fd, data.data.get(), static_cast<unsigned>(data.size), op.offset);
+      });
   if (n < 0) co_return failure(-n);
   co_return success(msg::body::Written{static_cast<std::uint32_t>(n)});
 }
@@ -116,9 +121,10 @@ Co<Outcome> fsync(Session& s, const msg::Request& r, bool datasync) {
   bool directory = std::holds_alternative<msg::op::FsyncDir>(r.op);
   auto file = findHandle(s, r.handle, directory);
   if (!file) co_return failure(file.error().value);
-  int rc = co_await s.ring().op([&](io_uring_sqe* sqe) {
-    io_uring_prep_fsync(sqe, (*file)->fd.get(), datasync ? IORING_FSYNC_DATASYNC : 0);
-  });
+  const int fd = (*file)->fd.get();
+  int rc = co_await inMemoryOrRing(
+      s, [&] { return datasync ? ::fdatasync(fd) : ::fsync(fd); },
+      [&](io_uring_sqe* sqe) { io_uring_prep_fsync(sqe, fd, datasync ? IORING_FSYNC_DATASYNC : 0); });
   if (rc < 0) co_return failure(-rc);
   co_return success();
 }
@@ -126,9 +132,14 @@ Co<Outcome> fsync(Session& s, const msg::Request& r, bool datasync) {
 Co<Outcome> fallocate(Session& s, const msg::Request& r, const msg::op::Fallocate& op) {
   auto file = findHandle(s, r.handle, false);
   if (!file) co_return failure(file.error().value);
-  int rc = co_await s.ring().op([&](io_uring_sqe* sqe) {
-    io_uring_prep_fallocate(sqe, (*file)->fd.get(), op.mode, op.offset, op.length);
-  });
+  const int fd = (*file)->fd.get();
+  int rc = co_await inMemoryOrRing(
+      s,
+      [&] {
+        return ::fallocate(fd, op.mode, static_cast<off_t>(op.offset),
+                           static_cast<off_t>(op.length));
+      },
+      [&](io_uring_sqe* sqe) { io_uring_prep_fallocate(sqe, fd, op.mode, op.offset, op.length); });
   if (rc < 0) co_return failure(-rc);
   co_return success();
 }
@@ -139,7 +150,7 @@ Co<Outcome> lseek(Session& s, const msg::Request& r, const msg::op::Lseek& op) {
   if (op.whence != SEEK_DATA && op.whence != SEEK_HOLE) co_return failure(EINVAL);
   if (op.offset > static_cast<std::uint64_t>(INT64_MAX)) co_return failure(EINVAL);
   off_t result = 0;
-  int err = co_await s.pool().run([&] {
+  int err = co_await inMemoryOrPool(s, [&] {
     result = ::lseek((*file)->fd.get(), static_cast<off_t>(op.offset), static_cast<int>(op.whence));
     return result < 0 ? errno : 0;
   });

@@ -97,7 +97,7 @@ Co<Outcome> mknod(Session& s, const msg::Request& r, const msg::op::MakeNode& op
   // Device nodes would let the enclave reach host devices.
   if (type != S_IFREG && type != S_IFIFO && type != S_IFSOCK) co_return failure(EPERM);
   const mode_t mode = type | (sanitizeMode(op.mode) & 07777);
-  int err = co_await s.pool().run([&] {
+  int err = co_await inMemoryOrPool(s, [&] {
     return ::mknodat((*parent)->fd.get(), r.name.c_str(), mode, 0) == 0 ? 0 : errno;
   });
   if (err != 0) co_return failure(err);
@@ -108,9 +108,10 @@ Co<Outcome> mkdir(Session& s, const msg::Request& r, const msg::op::MakeDir& op)
   auto parent = findParentForNewEntry(s, r);
   if (!parent) co_return failure(parent.error().value);
   const mode_t mode = sanitizeMode(S_IFDIR | (op.mode & 07777)) & 07777;
-  int rc = co_await s.ring().op([&](io_uring_sqe* sqe) {
-    io_uring_prep_mkdirat(sqe, (*parent)->fd.get(), r.name.c_str(), mode);
-  });
+  const int dirFd = (*parent)->fd.get();
+  int rc = co_await inMemoryOrRing(
+      s, [&] { return ::mkdirat(dirFd, r.name.c_str(), mode); },
+      [&](io_uring_sqe* sqe) { io_uring_prep_mkdirat(sqe, dirFd, r.name.c_str(), mode); });
   if (rc < 0) co_return failure(-rc);
   co_return co_await entryReply(s, **parent, r);
 }
@@ -118,9 +119,11 @@ Co<Outcome> mkdir(Session& s, const msg::Request& r, const msg::op::MakeDir& op)
 Co<Outcome> unlink(Session& s, const msg::Request& r, bool directory) {
   auto parent = findParent(s, r);
   if (!parent) co_return failure(parent.error().value);
-  int rc = co_await s.ring().op([&](io_uring_sqe* sqe) {
-    io_uring_prep_unlinkat(sqe, (*parent)->fd.get(), r.name.c_str(), directory ? AT_REMOVEDIR : 0);
-  });
+  const int dirFd = (*parent)->fd.get();
+  const int flags = directory ? AT_REMOVEDIR : 0;
+  int rc = co_await inMemoryOrRing(
+      s, [&] { return ::unlinkat(dirFd, r.name.c_str(), flags); },
+      [&](io_uring_sqe* sqe) { io_uring_prep_unlinkat(sqe, dirFd, r.name.c_str(), flags); });
   if (rc < 0) co_return failure(-rc);
   co_return success();
 }
@@ -129,9 +132,12 @@ Co<Outcome> symlink(Session& s, const msg::Request& r, const msg::op::Symlink& o
   auto parent = findParentForNewEntry(s, r);
   if (!parent) co_return failure(parent.error().value);
   if (op.target.empty()) co_return failure(ENOENT);
-  int rc = co_await s.ring().op([&](io_uring_sqe* sqe) {
-    io_uring_prep_symlinkat(sqe, op.target.c_str(), (*parent)->fd.get(), r.name.c_str());
-  });
+  const int dirFd = (*parent)->fd.get();
+  int rc = co_await inMemoryOrRing(
+      s, [&] { return ::symlinkat(op.target.c_str(), dirFd, r.name.c_str()); },
+      [&](io_uring_sqe* sqe) {
+        io_uring_prep_symlinkat(sqe, op.target.c_str(), dirFd, r.name.c_str());
+      });
   if (rc < 0) co_return failure(-rc);
   co_return co_await entryReply(s, **parent, r);
 }
@@ -142,7 +148,7 @@ Co<Outcome> readlink(Session& s, const msg::Request& r) {
   if ((*node)->type != S_IFLNK) co_return failure(EINVAL);
   std::string target(limits::kMaxPathBytes, '\0');
   ssize_t n = 0;
-  int err = co_await s.pool().run([&] {
+  int err = co_await inMemoryOrPool(s, [&] {
     n = ::readlinkat((*node)->fd.get(), "", target.data(), target.size());
     return n < 0 ? errno : 0;
   });
@@ -160,10 +166,13 @@ Co<Outcome> rename(Session& s, const msg::Request& r, const msg::op::Rename& op)
   if (!isPlainName(op.newName)) co_return failure(EINVAL);
   constexpr std::uint32_t kAllowed = RENAME_NOREPLACE | RENAME_EXCHANGE;
   if ((op.flags & ~kAllowed) != 0 || op.flags == kAllowed) co_return failure(EINVAL);
-  int rc = co_await s.ring().op([&](io_uring_sqe* sqe) {
-    io_uring_prep_renameat(sqe, (*parent)->fd.get(), r.name.c_str(), (*newParent)->fd.get(),
-                           op.newName.c_str(), op.flags);
-  });
+  const int fromFd = (*parent)->fd.get(), toFd = (*newParent)->fd.get();
+  int rc = co_await inMemoryOrRing(
+      s,
+      [&] { return ::renameat2(fromFd, r.name.c_str(), toFd, op.newName.c_str(), op.flags); },
+      [&](io_uring_sqe* sqe) {
+        io_uring_prep_renameat(sqe, fromFd, r.name.c_str(), toFd, op.newName.c_str(), op.flags);
+      });
   if (rc < 0) co_return failure(-rc);
   co_return success();
 }
@@ -177,10 +186,14 @@ Co<Outcome> link(Session& s, const msg::Request& r, const msg::op::Link& op) {
   if ((*newParent)->type != S_IFDIR) co_return failure(ENOTDIR);
   if (!isPlainName(op.newName)) co_return failure(EINVAL);
   const std::string path = procPath((*node)->fd.get());
-  int rc = co_await s.ring().op([&](io_uring_sqe* sqe) {
-    io_uring_prep_linkat(sqe, AT_FDCWD, path.c_str(), (*newParent)->fd.get(), op.newName.c_str(),
-                         AT_SYMLINK_FOLLOW);
-  });
+  const int toFd = (*newParent)->fd.get();
+  int rc = co_await inMemoryOrRing(
+      s,
+      [&] { return ::linkat(AT_FDCWD, path.c_str(), toFd, op.newName.c_str(), AT_SYMLINK_FOLLOW); },
+      [&](io_uring_sqe* sqe) {
+        io_uring_prep_linkat(sqe, AT_FDCWD, path.c_str(), toFd, op.newName.c_str(),
+                             AT_SYMLINK_FOLLOW);
+      });
   if (rc < 0) co_return failure(-rc);
   auto entry = co_await lookupName(s, **newParent, op.newName);
   if (!entry) co_return failure(entry.error().value);
@@ -191,9 +204,11 @@ Co<Outcome> opendir(Session& s, const msg::Request& r) {
   auto node = findNode(s, r.node);
   if (!node) co_return failure(node.error().value);
   if ((*node)->type != S_IFDIR) co_return failure(ENOTDIR);
-  int fd = co_await s.ring().op([&](io_uring_sqe* sqe) {
-    io_uring_prep_openat(sqe, (*node)->fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
-  });
+  const int dirFd = (*node)->fd.get();
+  constexpr int kFlags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
+  int fd = co_await inMemoryOrRing(
+      s, [&] { return ::openat(dirFd, ".", kFlags); },
+      [&](io_uring_sqe* sqe) { io_uring_prep_openat(sqe, dirFd, ".", kFlags, 0); });
   if (fd < 0) co_return failure(-fd);
   auto file = std::make_shared<OpenFile>(OpenFile{UniqueFd(fd), *node, true, {}});
   auto handle = s.handles().add(std::move(file));
@@ -207,7 +222,7 @@ Co<Outcome> readdir(Session& s, const msg::Request& r, const msg::op::ReadDir& o
   if (op.size > limits::kMaxReadDirBytes) co_return failure(EINVAL);
   if (op.offset > static_cast<std::uint64_t>(INT64_MAX)) co_return failure(EINVAL);
   std::vector<Listed> listed;
-  int err = co_await s.pool().run([&] { return listDirectory((*dir)->fd.get(), op, listed); });
+  int err = co_await inMemoryOrPool(s, [&] { return listDirectory((*dir)->fd.get(), op, listed); });
   if (err != 0) co_return failure(err);
   msg::body::Entries entries;
   entries.items.reserve(listed.size());

@@ -37,7 +37,7 @@ Co<Outcome> setxattr(Session& s, const msg::Request& r, const msg::op::SetXattr&
     co_return failure(EINVAL);
   }
   const std::string path = procPath((*node)->fd.get());
-  int err = co_await s.pool().run([&] {
+  int err = co_await inMemoryOrPool(s, [&] {
     return ::setxattr(path.c_str(), r.name.c_str(), value.data.get(), value.size,
                       static_cast<int>(op.flags)) == 0
                ? 0
@@ -55,7 +55,7 @@ Co<Outcome> getxattr(Session& s, const msg::Request& r, const msg::op::GetXattr&
   Bytes value = Bytes::allocate(size);
   const std::string path = procPath((*node)->fd.get());
   ssize_t n = 0;
-  int err = co_await s.pool().run([&] {
+  int err = co_await inMemoryOrPool(s, [&] {
     n = ::getxattr(path.c_str(), r.name.c_str(), value.data.get(), size);
     return n < 0 ? errno : 0;
   });
@@ -77,7 +77,7 @@ Co<Outcome> listxattr(Session& s, const msg::Request& r, const msg::op::ListXatt
   Bytes names = Bytes::allocate(size);
   const std::string path = procPath((*node)->fd.get());
   ssize_t n = 0;
-  int err = co_await s.pool().run([&] {
+  int err = co_await inMemoryOrPool(s, [&] {
     n = ::listxattr(path.c_str(), reinterpret_cast<char*>(names.data.get()), size);
     return n < 0 ? errno : 0;
   });
@@ -94,7 +94,7 @@ Co<Outcome> removexattr(Session& s, const msg::Request& r) {
   if (!node) co_return failure(node.error().value);
   if (!clientMayChange(r.name)) co_return failure(EPERM);
   const std::string path = procPath((*node)->fd.get());
-  int err = co_await s.pool().run([&] {
+  int err = co_await inMemoryOrPool(s, [&] {
     return ::removexattr(path.c_str(), r.name.c_str()) == 0 ? 0 : errno;
   });
   if (err != 0) co_return failure(err);

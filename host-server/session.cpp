@@ -1,7 +1,9 @@
 #include "host-server/session.h"
 
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <sys/socket.h>
+#include <sys/vfs.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -17,7 +19,12 @@ namespace enclavefs::host {
 
 namespace {
 constexpr std::size_t kMaxFramesPerSend = 64;
+
+bool onMemoryFileSystem(int fd) {
+  struct statfs fs;
+  return ::fstatfs(fd, &fs) == 0 && (fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC);
 }
+}  // namespace
 
 std::size_t Session::OutFrame::bytes() const {
   return kFrameHeaderBytes + message.asBytes().size() + payload.size +
@@ -205,6 +212,7 @@ void Session::acceptExport(const msg::Hello& hello) {
     return;
   }
   export_ = exported;
+  inMemory_ = onMemoryFileSystem(root.get());
   pushChanges_ = (hello.features & msg::kFeatureChangeNotify) && server_.changes().available();
   if (pushChanges_) {
     nodes_.observe({[this](const Node& dir) { server_.changes().watch(shared_from_this(), dir); },
@@ -253,6 +261,7 @@ void Session::acceptVolume(const msg::Hello& hello) {
   }
   volume_ = volume;
   image_ = std::move(*image);
+  inMemory_ = onMemoryFileSystem(image_->fd());
   handshakeTimer_.disarm();
 
   msg::Welcome welcome;
@@ -401,6 +410,7 @@ void Session::pushChanges() {
     };
     take(changes_.entries, frame.entries);
     take(changes_.inodes, frame.inodes);
+    frame.dirAttrs = directoryAttrs(*this, frame.inodes);
     enqueue(FrameKind::notify, 0, wire::encode(frame), {});
   }
 }

@@ -87,6 +87,9 @@ class Session : public std::enable_shared_from_this<Session> {
   Ring& ring();
   BlockingPool& pool();
   const Export& exported() const { return *export_; }
+  // The export or volume lives on a memory file system (tmpfs, ramfs): no call there waits
+  // for a device, so calls are made inline rather than through the ring (inMemoryOrRing).
+  bool inMemory() const { return inMemory_; }
   bool readOnly() const { return export_ != nullptr && export_->readOnly; }
   // The image of the volume this session holds (block sessions only).
   const VolumeFile& image() const { return *image_; }
@@ -185,6 +188,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   const Export* export_ = nullptr;  // set by the handshake of a basic mount
   const Volume* volume_ = nullptr;  // set by the handshake of a block mount
+  bool inMemory_ = false;           // set by the handshake
   std::optional<VolumeFile> image_;  // the volume's image, with its lease, while held
   bool pushChanges_ = false;        // the client understands notify frames, and we can watch
   std::shared_ptr<PeerUsage> usage_;  // what the peer holds of the export

@@ -242,6 +242,16 @@ struct Reply {
     offset @12 :UInt64;   # lseek
     lock @13 :Lock;       # getlk: the conflicting lock, or type F_UNLCK
   }
+  # For a request that adds, removes or renames a name (create, mknod, mkdir, symlink, link,
+  # unlink, rmdir, rename) or sets attributes (setattr, setxattr, removexattr): the
+  # attributes of the directories it names, read after it ran, whether it succeeded or not.
+  # At most two.
+  dirAttrs @14 :List(NodeAttr);
+}
+
+struct NodeAttr {
+  node @0 :UInt64;
+  attr @1 :Attr;
 }
 
 # kind = notify, id 0: the host saw these change (another client, or a host process) and the
@@ -249,6 +259,8 @@ struct Reply {
 struct Notify {
   entries @0 :List(EntryChange);  # a name in a directory now means something else
   inodes @1 :List(UInt64);        # a node's attributes or data changed
+  # Of the changed nodes that are directories: their attributes, read after the change.
+  dirAttrs @2 :List(NodeAttr);
 }
 
 struct EntryChange {

@@ -509,7 +509,7 @@ TEST_CASE("a request before the handshake closes the connection") {
   SUBCASE("a getattr") { c.sendRequest(1, req(msg::kRootNode, msg::op::GetAttr{})); }
   SUBCASE("a lookup") { c.sendRequest(1, req(msg::kRootNode, msg::op::Lookup{}, "file")); }
   SUBCASE("a reply frame") {
-    c.sendFrame(FrameKind::reply, 1, wire::bytesOf(wire::encode(msg::Reply{0, msg::body::None{}})));
+    c.sendFrame(FrameKind::reply, 1, wire::bytesOf(wire::encode(msg::Reply{0, msg::body::None{}, {}})));
   }
   SUBCASE("garbage") {
     std::vector<std::byte> junk(64, std::byte{0xa5});

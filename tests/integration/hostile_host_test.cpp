@@ -67,8 +67,8 @@ std::vector<std::byte> replyFrame(std::uint64_t id, const msg::Reply& reply,
   return frame(FrameKind::reply, id, wire::bytesOf(words), payload);
 }
 
-msg::Reply ok(msg::Body body) { return msg::Reply{0, std::move(body)}; }
-msg::Reply error(int e) { return msg::Reply{e, msg::body::None{}}; }
+msg::Reply ok(msg::Body body) { return msg::Reply{0, std::move(body), {}}; }
+msg::Reply error(int e) { return msg::Reply{e, msg::body::None{}, {}}; }
 
 // ---- the fake host's small, well-behaved file system -------------------------------------------
 //

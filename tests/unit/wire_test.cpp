@@ -797,7 +797,7 @@ TEST_CASE("an operation or reply body unknown to this schema is refused") {
   auto e = errorOf(w::decodeRequest(request));
   CHECK(e.find("999") != std::string::npos);
 
-  auto reply = w::encode(msg::Reply{0, msg::body::None{}});
+  auto reply = w::encode(msg::Reply{0, msg::body::None{}, {}});
   setDiscriminant<w::Reply>(reply, 999);
   e = errorOf(w::decodeReply(reply));
   CHECK(e.find("999") != std::string::npos);
@@ -856,7 +856,7 @@ TEST_CASE("a message with trailing words dropped is refused at every length") {
 }
 
 TEST_CASE("a root pointer that points outside the message is refused") {
-  msg::Reply reply{0, sampleAttr()};
+  msg::Reply reply{0, sampleAttr(), {}};
   auto good = w::encode(reply);
   REQUIRE(w::decodeReply(good).ok());
   std::uint64_t root = wordAt(good, 1);
@@ -888,4 +888,60 @@ TEST_CASE("a name pointer that points outside the message is refused") {
   auto huge = copyOf(good);  // same place, but half a gigabyte long
   setWord(huge, at, (namePointer & 0x0000'0007'ffff'ffffull) | (std::uint64_t{0x1fff'ffff} << 35));
   CHECK_FALSE(w::decodeRequest(huge).ok());
+}
+
+TEST_CASE("a reply carries the attributes of up to two directories it changed") {
+  msg::Reply reply{ENOTEMPTY, msg::body::None{}, {{7, sampleAttr(1)}, {9, sampleAttr(2)}}};
+  auto back = w::decodeReply(w::encode(reply));
+  REQUIRE_MESSAGE(back.ok(), back.error());
+  CHECK(back->error == ENOTEMPTY);
+  REQUIRE(back->dirAttrs.size() == 2);
+  CHECK(back->dirAttrs[0].node == 7);
+  CHECK(back->dirAttrs[0].attr == sampleAttr(1));
+  CHECK(back->dirAttrs[1].node == 9);
+  CHECK(back->dirAttrs[1].attr == sampleAttr(2));
+
+  reply.dirAttrs.push_back({11, sampleAttr(3)});
+  CHECK(errorOf(w::decodeReply(w::encode(reply))).find("directory attributes") !=
+        std::string::npos);
+}
+
+TEST_CASE("a notification round-trips its names, nodes and directory attributes") {
+  msg::Notify notify;
+  notify.entries = {{3, "made"}, {4, std::string(limits::kMaxNameBytes, 'n')}};
+  notify.inodes = {3, 4, 0xffff'ffff'ffff'fff0ull};
+  notify.dirAttrs = {{3, sampleAttr(5)}};
+  auto back = w::decodeNotify(w::encode(notify));
+  REQUIRE_MESSAGE(back.ok(), back.error());
+  CHECK(back->entries == notify.entries);
+  CHECK(back->inodes == notify.inodes);
+  REQUIRE(back->dirAttrs.size() == 1);
+  CHECK(back->dirAttrs[0].node == 3);
+  CHECK(back->dirAttrs[0].attr == sampleAttr(5));
+
+  notify.dirAttrs.assign(limits::kMaxNotifyItems + 1, {3, sampleAttr()});
+  CHECK_FALSE(w::decodeNotify(w::encode(notify)).ok());
+}
+
+TEST_CASE("the directories a request changes are the ones whose attributes its reply carries") {
+  using namespace msg::op;
+  auto changed = [](msg::Op op, msg::NodeId node = 5) {
+    return msg::directoriesChanged(msg::Request{node, 0, "n", {}, std::move(op)});
+  };
+  using Nodes = std::vector<msg::NodeId>;
+  CHECK(changed(Create{}) == Nodes{5});
+  CHECK(changed(MakeNode{}) == Nodes{5});
+  CHECK(changed(MakeDir{}) == Nodes{5});
+  CHECK(changed(Symlink{}) == Nodes{5});
+  CHECK(changed(Unlink{}) == Nodes{5});
+  CHECK(changed(RemoveDir{}) == Nodes{5});
+  CHECK(changed(SetAttr{}) == Nodes{5});
+  CHECK(changed(SetXattr{}) == Nodes{5});
+  CHECK(changed(RemoveXattr{}) == Nodes{5});
+  CHECK(changed(Link{8, "l"}) == Nodes{8});
+  CHECK(changed(Rename{8, "m", 0}) == Nodes{5, 8});
+  CHECK(changed(Rename{5, "m", 0}) == Nodes{5});
+  CHECK(changed(Lookup{}).empty());
+  CHECK(changed(Write{}).empty());
+  CHECK(changed(GetAttr{}).empty());
 }

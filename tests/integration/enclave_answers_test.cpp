@@ -1,0 +1,195 @@
+// What the enclave answers without asking the host, and that those answers stay true.
+//
+// With the host pushing changes (the default), the mount answers three kinds of request
+// itself: a directory's attributes (the host sends them with every change), a lookup that
+// failed before (a negative entry, until the host reports the name), and the flush of a close
+// on a file no process here ever locked. Each test counts the requests the host served
+// (enclavefs-inspect status) to show the round trip is gone, and compares what the mount
+// answers with what the host's own system calls say, also after changes made on the host and
+// through a second mount.
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <functional>
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "support/harness.h"
+#include "support/require_root.h"
+
+using namespace enclavefs::test;
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+
+namespace {
+
+struct Rig {
+  TempDir dir;
+  std::string control = "unix:" + (dir / "control.sock");
+  HostServer server{dir / "sock", {"--export", "data=" + made("export"), "--control", control}};
+  Mount a{server.address(), "data", made("a")};
+  Mount b{server.address(), "data", made("b")};
+
+  std::string made(const std::string& name) {
+    std::filesystem::create_directories(dir / name);
+    return dir / name;
+  }
+  std::string host(const std::string& name) const { return dir / ("export/" + name); }
+
+  // Requests of each kind the host has served, over both mounts.
+  std::map<std::string, std::uint64_t> served() {
+    auto r = run({inspectToolPath(), "--control", control, "status", "--json"});
+    REQUIRE_MESSAGE(r.exitCode == 0, r.output);
+    const json status = json::parse(r.output);
+    std::map<std::string, std::uint64_t> counts;
+    for (const json& client : status["clients"]) {
+      for (const json& op : client.value("latency", json::array())) {
+        counts[op["op"].get<std::string>()] += op["count"].get<std::uint64_t>();
+      }
+    }
+    return counts;
+  }
+};
+
+struct stat statOf(const std::string& path) {
+  struct stat st {};
+  REQUIRE_MESSAGE(::stat(path.c_str(), &st) == 0, path << ": " << std::strerror(errno));
+  return st;
+}
+
+bool sameTime(const timespec& a, const timespec& b) {
+  return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+}
+
+// The attributes a directory listing or `ls -ld` shows, as the mount and the host see them.
+void checkSameDirectory(const std::string& mounted, const std::string& onHost) {
+  struct stat m = statOf(mounted), h = statOf(onHost);
+  CHECK(m.st_nlink == h.st_nlink);
+  CHECK(m.st_size == h.st_size);
+  CHECK(m.st_mode == h.st_mode);
+  CHECK(sameTime(m.st_mtim, h.st_mtim));
+  CHECK(sameTime(m.st_ctim, h.st_ctim));
+}
+
+void createFile(const std::string& path) {
+  int fd = ::open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY, 0644);
+  REQUIRE_MESSAGE(fd >= 0, path << ": " << std::strerror(errno));
+  REQUIRE(::write(fd, "data", 4) == 4);
+  REQUIRE(::close(fd) == 0);
+}
+
+// Polls `seen` every 200 µs for up to 100 ms, the coherence bound of coherence_test.cpp.
+bool seenWithin100ms(const std::function<bool()>& seen) {
+  auto until = std::chrono::steady_clock::now() + 100ms;
+  while (!seen()) {
+    if (std::chrono::steady_clock::now() > until) return false;
+    ::usleep(200);
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("creating and removing files asks the host for no directory attributes and no flush, "
+          "and the directory's attributes stay exact") {
+  Rig rig;
+  REQUIRE(::mkdir((rig.a / "d").c_str(), 0755) == 0);
+  checkSameDirectory(rig.a / "d", rig.host("d"));
+  auto before = rig.served();
+  for (int i = 0; i < 20; ++i) createFile(rig.a / ("d/f" + std::to_string(i)));
+  for (int i = 0; i < 10; ++i) REQUIRE(::unlink((rig.a / ("d/f" + std::to_string(i))).c_str()) == 0);
+  REQUIRE(::mkdir((rig.a / "d/sub").c_str(), 0755) == 0);
+  REQUIRE(::rmdir((rig.a / "d/sub").c_str()) == 0);
+  REQUIRE(::mkdir((rig.a / "d/kept").c_str(), 0700) == 0);
+  auto after = rig.served();
+  CHECK(after["create"] - before["create"] == 20);
+  CHECK(after["unlink"] - before["unlink"] == 10);
+  CHECK(after["getattr"] - before["getattr"] == 0);
+  CHECK(after["flush"] - before["flush"] == 0);
+  checkSameDirectory(rig.a / "d", rig.host("d"));
+  CHECK(statOf(rig.a / "d").st_nlink == 3);  // ".", "kept/.." and its name in the root
+  checkSameDirectory(rig.a / "d/kept", rig.host("d/kept"));
+}
+
+TEST_CASE("a directory's attributes changed on the host or through another mount are seen "
+          "within 100 ms") {
+  Rig rig;
+  REQUIRE(::mkdir((rig.a / "d").c_str(), 0755) == 0);
+  checkSameDirectory(rig.a / "d", rig.host("d"));  // cached in mount a
+
+  REQUIRE(::mkdir(rig.host("d/by-host").c_str(), 0755) == 0);
+  CHECK(seenWithin100ms([&] { return statOf(rig.a / "d").st_nlink == 3; }));
+  checkSameDirectory(rig.a / "d", rig.host("d"));
+
+  createFile(rig.b / "d/by-b");
+  CHECK(seenWithin100ms(
+      [&] { return sameTime(statOf(rig.a / "d").st_mtim, statOf(rig.host("d")).st_mtim); }));
+  checkSameDirectory(rig.a / "d", rig.host("d"));
+
+  REQUIRE(::chmod(rig.host("d").c_str(), 0711) == 0);
+  CHECK(seenWithin100ms([&] { return (statOf(rig.a / "d").st_mode & 07777) == 0711; }));
+
+  // A directory moved through the mount: its ctime changed though no reply names it.
+  REQUIRE(::mkdir((rig.a / "d/moved").c_str(), 0755) == 0);
+  checkSameDirectory(rig.a / "d/moved", rig.host("d/moved"));
+  ::usleep(10'000);  // a later ctime, even on a coarse clock
+  REQUIRE(::rename((rig.a / "d/moved").c_str(), (rig.a / "d/by-host/moved").c_str()) == 0);
+  checkSameDirectory(rig.a / "d/by-host/moved", rig.host("d/by-host/moved"));
+  checkSameDirectory(rig.a / "d/by-host", rig.host("d/by-host"));
+  checkSameDirectory(rig.a / "d", rig.host("d"));
+}
+
+TEST_CASE("a failed lookup is answered in the enclave until the name is made, wherever") {
+  Rig rig;
+  struct stat st;
+  auto before = rig.served();
+  for (int i = 0; i < 5; ++i) CHECK(::stat((rig.a / "missing").c_str(), &st) == -1);
+  auto after = rig.served();
+  CHECK(after["lookup"] - before["lookup"] == 1);
+
+  writeFile(rig.host("missing"), "made on the host");
+  CHECK(seenWithin100ms([&] { return ::stat((rig.a / "missing").c_str(), &st) == 0; }));
+  CHECK(readFile(rig.a / "missing") == "made on the host");
+
+  CHECK(::stat((rig.a / "later").c_str(), &st) == -1);
+  writeFile(rig.b / "later", "made by the other mount");
+  CHECK(seenWithin100ms([&] { return ::stat((rig.a / "later").c_str(), &st) == 0; }));
+
+  // The mount's own creation replaces its negative entry at once.
+  CHECK(::stat((rig.a / "own").c_str(), &st) == -1);
+  createFile(rig.a / "own");
+  CHECK(::stat((rig.a / "own").c_str(), &st) == 0);
+}
+
+TEST_CASE("close asks the host to end locks only for a file some process here locked") {
+  Rig rig;
+  writeFile(rig.a / "f", "x");
+  auto before = rig.served();
+  for (int i = 0; i < 10; ++i) CHECK(readFile(rig.a / "f") == "x");
+  CHECK(rig.served()["flush"] - before["flush"] == 0);
+
+  // Once locked, every close of the file ends the closing process's locks on the host, so
+  // the other mount can lock it at once.
+  int fd = ::open((rig.a / "f").c_str(), O_RDWR);
+  REQUIRE(fd >= 0);
+  struct flock lock {};
+  lock.l_type = F_WRLCK;
+  lock.l_whence = SEEK_SET;
+  REQUIRE(::fcntl(fd, F_SETLK, &lock) == 0);
+  int other = ::open((rig.a / "f").c_str(), O_RDONLY);
+  REQUIRE(other >= 0);
+  before = rig.served();
+  REQUIRE(::close(other) == 0);  // drops the lock taken through `fd`
+  CHECK(rig.served()["flush"] - before["flush"] >= 1);
+  int fromB = ::open((rig.b / "f").c_str(), O_RDWR);
+  REQUIRE(fromB >= 0);
+  CHECK(::fcntl(fromB, F_SETLK, &lock) == 0);
+  ::close(fromB);
+  ::close(fd);
+}
