@@ -1,9 +1,11 @@
 #include "support/harness.h"
 
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -89,9 +91,18 @@ std::string volumeToolPath() { return ENCLAVEFS_VOLUME; }
 std::string inspectToolPath() { return ENCLAVEFS_INSPECT; }
 
 TempDir::TempDir() {
-  char pattern[] = "/tmp/enclavefs-test.XXXXXX";
-  if (::mkdtemp(pattern) == nullptr) throw std::runtime_error("mkdtemp failed");
+  const char* base = std::getenv("TMPDIR");
+  std::string pattern = std::string(base != nullptr && *base != '\0' ? base : "/tmp") +
+                        "/enclavefs-test.XXXXXX";
+  if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
   path_ = pattern;
+  // The in-memory variants of the suites exist to run the host's inline calls: a TMPDIR
+  // that is not a tmpfs would quietly test the ring again.
+  struct statfs fs;
+  if (std::getenv("ENCLAVEFS_TEST_TMPFS") != nullptr &&
+      (::statfs(path_.c_str(), &fs) != 0 || fs.f_type != TMPFS_MAGIC)) {
+    throw std::runtime_error(path_ + " is not on a tmpfs, as ENCLAVEFS_TEST_TMPFS requires");
+  }
 }
 
 TempDir::~TempDir() {

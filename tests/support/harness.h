@@ -19,7 +19,7 @@ std::string mountPath();
 std::string volumeToolPath();
 std::string inspectToolPath();
 
-// A fresh directory under /tmp, removed with everything in it (after unmounting anything
+// A fresh directory under $TMPDIR (default /tmp), removed with everything in it (after unmounting anything
 // left mounted below it).
 class TempDir {
  public:
