@@ -20,6 +20,9 @@ constexpr std::uint32_t kProtocolVersion = 1;
 // Feature bits of Hello (what the client understands) and Welcome (what the host does).
 // Change notifications: the host pushes notify frames when what a client holds changes.
 constexpr std::uint64_t kFeatureChangeNotify = 1u << 0;
+// Ordered writes: the host starts each request only after every write the client sent
+// before it has finished, so the client may answer a write before the host does.
+constexpr std::uint64_t kFeatureOrderedWrites = 1u << 1;
 
 // The export's root is node 1 on every connection, as it is for the FUSE kernel module.
 constexpr NodeId kRootNode = 1;

@@ -30,6 +30,7 @@
 #include "enclave-fs/invalidator.h"
 #include "enclave-fs/node_registry.h"
 #include "enclave-fs/reply_check.h"
+#include "enclave-fs/write_behind.h"
 
 namespace enclavefs::enclave {
 
@@ -49,6 +50,9 @@ struct CachePolicy {
   // The host's change notifications drop whatever they make stale, so the kernel may keep a
   // file's pages across opens, and remember a failed lookup for the entry timeout.
   bool hostPushesChanges = false;
+  // Answer a write once it is sent, before the host has done it (write_behind.h): only
+  // with a host that orders requests behind writes.
+  bool writeBehind = false;
 };
 
 class BasicFs {
@@ -91,9 +95,12 @@ class BasicFs {
   NodeRegistry& nodes() { return nodes_; }
   const CacheTimeouts& timeouts() const { return cache_.timeouts; }
   bool hostPushesChanges() const { return cache_.hostPushesChanges; }
+  bool writeBehind() const { return cache_.writeBehind; }
+  WriteBehind& pendingWrites() { return pendingWrites_; }
   const FsPolicy& policy() const { return policy_; }
   Connection& connection() { return connection_; }
   Invalidator& invalidator() { return invalidator_; }
+  spdlog::logger& log() const { return *log_; }
 
  private:
   Connection& connection_;
@@ -102,6 +109,7 @@ class BasicFs {
   Invalidator& invalidator_;
   NodeRegistry nodes_;
   DirAttrCache dirAttrs_;
+  WriteBehind pendingWrites_;
   std::shared_ptr<spdlog::logger> log_;
 };
 

@@ -38,7 +38,7 @@ int runBasicMount(MountRequest request) {
   hello.version = msg::kProtocolVersion;
   hello.kind = msg::MountKind::basic;
   hello.name = exportName;
-  hello.features = msg::kFeatureChangeNotify;
+  hello.features = msg::kFeatureChangeNotify | msg::kFeatureOrderedWrites;
   auto timeout = std::chrono::milliseconds(
       static_cast<long long>(options.requestTimeoutSeconds * 1000));
   auto connection =
@@ -49,7 +49,9 @@ int runBasicMount(MountRequest request) {
 
   const bool hostPushesChanges = (conn.welcome().features & msg::kFeatureChangeNotify) != 0;
   Invalidator invalidator;
-  BasicFs fs(conn, {options.cacheTimeouts(hostPushesChanges), hostPushesChanges},
+  const bool writeBehind = !options.writeThrough &&
+                          (conn.welcome().features & msg::kFeatureOrderedWrites) != 0;
+  BasicFs fs(conn, {options.cacheTimeouts(hostPushesChanges), hostPushesChanges, writeBehind},
              options.policy, invalidator);
   conn.onNotify([&fs, &invalidator](msg::Notify notify) {
     // New copies replace old ones before any is dropped, so no getattr in between misses.

@@ -15,6 +15,17 @@ void releaseOnHost(BasicFs& fs, fuse_req_t req, fuse_ino_t ino, msg::HandleId ha
   fs.send(fs.request(req, ino, msg::op::Release{}, nullptr, handle), [](Result<Answer>) {});
 }
 
+// For a write already answered as whole: 0 if the host wrote all `size` bytes, else the
+// errno the next close or fsync reports.
+int writeBehindOutcome(BasicFs& fs, const Result<Answer>& answer, std::size_t size) {
+  auto written = expect<msg::body::Written>(fs, "write", answer);
+  if (!written) return written.error().value;
+  if (auto valid = checkDataSize((*written)->count, size); !valid) {
+    return fs.refuse("write", valid.error());
+  }
+  return (*written)->count == size ? 0 : EIO;
+}
+
 }  // namespace
 
 void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
@@ -98,8 +109,28 @@ void write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t o
     return;
   }
   msg::op::Write op{static_cast<std::uint64_t>(off), static_cast<std::uint32_t>(fi->flags)};
+  const msg::Request request = fs.request(req, ino, op, nullptr, fi->fh);
+  const auto data = std::span(reinterpret_cast<const std::byte*>(buf), size);
+  // A writer that opened with O_SYNC, O_DSYNC or O_DIRECT asks for each write's outcome.
+  if (fs.writeBehind() && (fi->flags & (O_DSYNC | O_DIRECT)) == 0 && fs.connection().alive()) {
+    fs.pendingWrites().started(ino);
+    fs.send(
+        request,
+        [&fs, ino, size](Result<Answer> a) {
+          int error = writeBehindOutcome(fs, a, size);
+          if (error != 0) {
+            fs.log().error("a write to node {} failed after it was answered ({}); the next "
+                           "close or fsync of the file reports it",
+                           ino, std::strerror(error));
+          }
+          fs.pendingWrites().finished(ino, error);
+        },
+        data);
+    fuse_reply_write(req, size);
+    return;
+  }
   fs.send(
-      fs.request(req, ino, op, nullptr, fi->fh),
+      request,
       [&fs, req, size](Result<Answer> a) {
         auto written = expect<msg::body::Written>(fs, "write", a);
         if (!written) {
@@ -112,22 +143,29 @@ void write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t o
         }
         fuse_reply_write(req, (*written)->count);
       },
-      std::span(reinterpret_cast<const std::byte*>(buf), size));
+      data);
 }
 
 void flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   BasicFs& fs = BasicFs::of(req);
-  // Writes went through, so a close only has the closing process's POSIX locks to end, and
-  // the host holds none on a file no process here ever locked: answered without a round
-  // trip.
-  if (!fs.nodes().mayHoldLocks(ino)) {
-    fuse_reply_err(req, 0);
-    return;
-  }
-  msg::Request r = fs.request(req, ino, msg::op::Flush{}, nullptr, fi->fh);
-  r.lockOwner = fi->lock_owner;  // the closing process's POSIX locks end here
-  fs.send(r,
-          [&fs, req](Result<Answer> a) { replyStatus(fs, req, "flush", a); });
+  const msg::HandleId handle = fi->fh;
+  const std::uint64_t lockOwner = fi->lock_owner;
+  // A close waits for the file's writes still on their way, so that what it wrote is on
+  // the host when close() returns (close-to-open), and reports any error they met.
+  fs.pendingWrites().whenSettled(ino, [&fs, req, ino, handle, lockOwner](int error) {
+    // A close also ends the closing process's POSIX locks, and the host holds none on a
+    // file no process here ever locked: then there is nothing to ask the host.
+    if (!fs.nodes().mayHoldLocks(ino)) {
+      fuse_reply_err(req, error);
+      return;
+    }
+    msg::Request r = fs.request(req, ino, msg::op::Flush{}, nullptr, handle);
+    r.lockOwner = lockOwner;  // the closing process's POSIX locks end here
+    fs.send(r, [&fs, req, error](Result<Answer> a) {
+      auto body = expect<msg::body::None>(fs, "flush", a);
+      fuse_reply_err(req, error != 0 ? error : body ? 0 : body.error().value);
+    });
+  });
 }
 
 void release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
@@ -138,8 +176,15 @@ void release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 
 void fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
   BasicFs& fs = BasicFs::of(req);
+  // The host runs the fsync after the writes sent before it, and their answers arrive
+  // before its own: so any error they met is known when it is answered.
   fs.send(fs.request(req, ino, msg::op::Fsync{datasync != 0}, nullptr, fi->fh),
-          [&fs, req](Result<Answer> a) { replyStatus(fs, req, "fsync", a); });
+          [&fs, req, ino](Result<Answer> a) {
+            auto body = expect<msg::body::None>(fs, "fsync", a);
+            int error = body ? 0 : body.error().value;
+            if (int behind = fs.pendingWrites().takeError(ino); error == 0) error = behind;
+            fuse_reply_err(req, error);
+          });
 }
 
 void fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,

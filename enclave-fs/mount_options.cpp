@@ -57,7 +57,8 @@ Result<MountOptions, std::string> parseMountOptions(const std::vector<std::strin
         return {};
       };
       Result<void, std::string> ok;
-      if ((key == "symlinks" || key == "entry_timeout" || key == "attr_timeout") &&
+      if ((key == "symlinks" || key == "entry_timeout" || key == "attr_timeout" ||
+           key == "write_through") &&
           !options.basicOnlyOption) {
         options.basicOnlyOption = item;
       }
@@ -82,6 +83,8 @@ Result<MountOptions, std::string> parseMountOptions(const std::vector<std::strin
         } else {
           return Fail{"mount option '" + item + "' must be symlinks=inside or symlinks=follow"};
         }
+      } else if (key == "write_through" && !hasValue) {
+        options.writeThrough = true;
       } else if (key == "debug" && !hasValue) {
         options.debug = true;
       } else if (key == "entry_timeout") {

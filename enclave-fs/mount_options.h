@@ -22,10 +22,12 @@ struct MountOptions {
   std::optional<double> entryTimeout;  // seconds; unset: chosen by cacheTimeouts()
   std::optional<double> attrTimeout;
   FsPolicy policy;
+  // Every write() waits for the host's answer, instead of write-behind (write_behind.h).
+  bool writeThrough = false;
   double requestTimeoutSeconds = 60;
   unsigned maxThreads = 4;
   // The first option given that only a basic mount understands (symlinks, entry_timeout,
-  // attr_timeout), so a block mount can refuse it by name.
+  // attr_timeout, write_through), so a block mount can refuse it by name.
   std::optional<std::string> basicOnlyOption;
 
   // What the kernel may cache for how long. A host that pushes changes keeps long timeouts

@@ -228,7 +228,8 @@ void Session::acceptExport(const msg::Hello& hello) {
   msg::Welcome welcome;
   welcome.version = msg::kProtocolVersion;
   welcome.readOnly = exported->readOnly;
-  welcome.features = pushChanges_ ? msg::kFeatureChangeNotify : 0;
+  welcome.features = (pushChanges_ ? msg::kFeatureChangeNotify : 0) |
+                     (hello.features & msg::kFeatureOrderedWrites);  // write_order.h
   welcome.maxWrite = limits::kMaxIoBytes;
   welcome.maxRead = limits::kMaxIoBytes;
   welcome.root = toAttr(st);
@@ -301,6 +302,8 @@ Detached Session::serve(std::uint64_t requestId, msg::Request request, Bytes pay
   auto self = shared_from_this();
   const auto started = std::chrono::steady_clock::now();
   const std::size_t payloadBytes = payload.size;
+  const bool isWrite = std::holds_alternative<msg::op::Write>(request.op);
+  co_await writeOrder_.turn(isWrite);
   // Two statements: GCC 12 destroys a conditional's coroutine temporaries too early.
   Outcome outcome;
   if (volume_ != nullptr) {
@@ -324,6 +327,7 @@ Detached Session::serve(std::uint64_t requestId, msg::Request request, Bytes pay
     enqueue(FrameKind::reply, requestId, wire::encode(outcome.reply), std::move(outcome.payload));
   }
   operationDone();
+  if (isWrite) writeOrder_.finished();
 }
 
 void Session::operationDone() {

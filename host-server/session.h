@@ -32,6 +32,7 @@
 #include "host-server/uring.h"
 #include "host-server/volume_file.h"
 #include "host-server/volumes.h"
+#include "host-server/write_order.h"
 
 namespace spdlog {
 class logger;
@@ -201,6 +202,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool closed_ = false;
   bool closeAfterSend_ = false;  // a refused handshake closes once its answer is out
   std::size_t inFlight_ = 0;
+  WriteOrder writeOrder_;
   bool paused_ = false;  // reading stopped by back-pressure
   HandshakeTimer handshakeTimer_{*this};
 

@@ -117,6 +117,13 @@ TEST_CASE("options only a basic mount understands are named, so a block mount ca
   CHECK(parsed({"ro", "symlinks=follow,attr_timeout=3"}).basicOnlyOption == "symlinks=follow");
   CHECK(parsed({"entry_timeout=1"}).basicOnlyOption == "entry_timeout=1");
   CHECK(parsed({"attr_timeout=0"}).basicOnlyOption == "attr_timeout=0");
+  CHECK(parsed({"write_through"}).basicOnlyOption == "write_through");
+}
+
+TEST_CASE("write_through turns write-behind off; it takes no value") {
+  CHECK_FALSE(parsed({"ro"}).writeThrough);
+  CHECK(parsed({"write_through"}).writeThrough);
+  CHECK_FALSE(parseMountOptions({"write_through=1"}).ok());
 }
 
 TEST_CASE("nosuid and nodev are accepted and change nothing") {
