@@ -11,6 +11,8 @@ BasicFs::BasicFs(Connection& connection, CachePolicy cache, FsPolicy policy,
       policy_(policy),
       invalidator_(invalidator),
       dirAttrs_(std::chrono::duration<double>(cache.timeouts.attr)),
+      completeDirs_(std::chrono::duration<double>(cache.timeouts.entry),
+                    [this](std::vector<msg::op::ForgetItem> held) { forgetOnHost(std::move(held)); }),
       log_(logger("mount")) {
   nodes_.addRoot(connection.welcome().root.mode);
 }

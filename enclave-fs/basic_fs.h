@@ -25,6 +25,7 @@
 
 #include "common/log.h"
 #include "common/messages.h"
+#include "enclave-fs/complete_dirs.h"
 #include "enclave-fs/connection.h"
 #include "enclave-fs/dir_attr_cache.h"
 #include "enclave-fs/invalidator.h"
@@ -88,6 +89,16 @@ class BasicFs {
   // The attributes of directory `node` as the host last sent them, if still fresh.
   std::optional<msg::Attr> cachedDirAttr(msg::NodeId node) const;
   DirAttrCache& dirAttrs() { return dirAttrs_; }
+  // Directories whose every entry is known (complete_dirs.h), while the host pushes changes.
+  CompleteDirs& completeDirs() { return completeDirs_; }
+  // A request that may make `name` in `dir` is being sent.
+  void mayMake(msg::NodeId dir, const char* name) { completeDirs_.mayBePresent(dir, name); }
+  // The kernel forgot the node, giving back its last `count` lookups: drops what is kept of
+  // it. False if the lookups are held for the host instead (complete_dirs.h).
+  bool mustGiveBack(msg::NodeId node, std::uint64_t count) {
+    dirAttrs_.drop(node);
+    return !completeDirs_.holdLookups(node, count);
+  }
 
   fuse_entry_param entryParam(const msg::Entry& entry) const;
   struct stat statOf(const msg::Attr& attr) const;
@@ -109,6 +120,7 @@ class BasicFs {
   Invalidator& invalidator_;
   NodeRegistry nodes_;
   DirAttrCache dirAttrs_;
+  CompleteDirs completeDirs_;
   WriteBehind pendingWrites_;
   std::shared_ptr<spdlog::logger> log_;
 };

@@ -54,6 +54,7 @@ int runBasicMount(MountRequest request) {
   BasicFs fs(conn, {options.cacheTimeouts(hostPushesChanges), hostPushesChanges, writeBehind},
              options.policy, invalidator);
   conn.onNotify([&fs, &invalidator](msg::Notify notify) {
+    fs.completeDirs().changed(notify);
     // New copies replace old ones before any is dropped, so no getattr in between misses.
     fs.keepDirAttrs(notify.dirAttrs);
     std::unordered_set<msg::NodeId> fresh;

@@ -36,13 +36,20 @@ void lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
     return;
   }
   BasicFs& fs = BasicFs::of(req);
-  fs.send(fs.request(req, parent, msg::op::Lookup{}, name), [&fs, req](Result<Answer> a) {
+  // A negative entry: the kernel answers this name itself until the entry timeout, or until
+  // the host reports the name created.
+  auto replyAbsent = [&fs, req] {
+    fuse_entry_param none{};
+    none.entry_timeout = fs.timeouts().entry;
+    fuse_reply_entry(req, &none);
+  };
+  if (fs.hostPushesChanges() && fs.completeDirs().surelyAbsent(parent, name)) {
+    replyAbsent();
+    return;
+  }
+  fs.send(fs.request(req, parent, msg::op::Lookup{}, name), [&fs, req, replyAbsent](Result<Answer> a) {
     if (a && a->reply.error == ENOENT && fs.hostPushesChanges()) {
-      // A negative entry: the kernel answers this name itself until the entry timeout, or
-      // until the host reports the name created.
-      fuse_entry_param none{};
-      none.entry_timeout = fs.timeouts().entry;
-      fuse_reply_entry(req, &none);
+      replyAbsent();
       return;
     }
     replyEntry(fs, req, "lookup", a);
@@ -52,8 +59,7 @@ void lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
 void forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
   BasicFs& fs = BasicFs::of(req);
   fs.nodes().forget(ino, nlookup);
-  if (!fs.nodes().typeOf(ino)) fs.dirAttrs().drop(ino);
-  fs.forgetOnHost({{ino, nlookup}});
+  if (fs.nodes().typeOf(ino) || fs.mustGiveBack(ino, nlookup)) fs.forgetOnHost({{ino, nlookup}});
   fuse_reply_none(req);
 }
 
@@ -62,9 +68,10 @@ void forgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
   std::vector<msg::op::ForgetItem> items;
   items.reserve(std::min(count, limits::kMaxForgetItems));
   for (size_t i = 0; i < count; ++i) {
-    fs.nodes().forget(forgets[i].ino, forgets[i].nlookup);
-    if (!fs.nodes().typeOf(forgets[i].ino)) fs.dirAttrs().drop(forgets[i].ino);
-    items.push_back({forgets[i].ino, forgets[i].nlookup});
+    const fuse_ino_t ino = forgets[i].ino;
+    fs.nodes().forget(ino, forgets[i].nlookup);
+    if (!fs.nodes().typeOf(ino) && !fs.mustGiveBack(ino, forgets[i].nlookup)) continue;
+    items.push_back({ino, forgets[i].nlookup});
     if (items.size() == limits::kMaxForgetItems) {
       fs.forgetOnHost(std::move(items));
       items.clear();

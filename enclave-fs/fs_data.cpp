@@ -56,6 +56,7 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fu
   BasicFs& fs = BasicFs::of(req);
   fuse_file_info info = *fi;
   msg::op::Create op{mode, static_cast<std::uint32_t>(fi->flags)};
+  fs.mayMake(parent, name);
   fs.send(fs.request(req, parent, op, name), [&fs, req, info](Result<Answer> a) mutable {
     fs.keepDirAttrs(a);
     auto created = expect<msg::body::Created>(fs, "create", a);

@@ -114,6 +114,7 @@ void mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev
   BasicFs& fs = BasicFs::of(req);
   std::uint32_t type = (mode & S_IFMT) != 0 ? (mode & S_IFMT) : S_IFREG;
   msg::op::MakeNode op{mode, static_cast<std::uint32_t>(rdev)};
+  fs.mayMake(parent, name);
   fs.send(fs.request(req, parent, op, name),
           [&fs, req, type](Result<Answer> a) { replyEntry(fs, req, "mknod", a, type); });
 }
@@ -121,8 +122,15 @@ void mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev
 void mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
   if (nameTooLong(req, name)) return;
   BasicFs& fs = BasicFs::of(req);
-  fs.send(fs.request(req, parent, msg::op::MakeDir{mode}, name),
-          [&fs, req](Result<Answer> a) { replyEntry(fs, req, "mkdir", a, S_IFDIR); });
+  fs.mayMake(parent, name);
+  fs.send(fs.request(req, parent, msg::op::MakeDir{mode}, name), [&fs, req](Result<Answer> a) {
+    if (a && a->reply.error == 0) {
+      if (const auto* made = std::get_if<msg::Entry>(&a->reply.body)) {
+        fs.completeDirs().madeEmpty(made->node);
+      }
+    }
+    replyEntry(fs, req, "mkdir", a, S_IFDIR);
+  });
 }
 
 void unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
@@ -146,6 +154,7 @@ void symlink(fuse_req_t req, const char* target, fuse_ino_t parent, const char* 
     return;
   }
   BasicFs& fs = BasicFs::of(req);
+  fs.mayMake(parent, name);
   fs.send(fs.request(req, parent, msg::op::Symlink{target}, name),
           [&fs, req](Result<Answer> a) { replyEntry(fs, req, "symlink", a, S_IFLNK); });
 }
@@ -180,6 +189,8 @@ void rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newP
   if (nameTooLong(req, name) || nameTooLong(req, newName)) return;
   BasicFs& fs = BasicFs::of(req);
   msg::op::Rename op{newParent, newName, flags};
+  fs.mayMake(newParent, newName);
+  if ((flags & RENAME_EXCHANGE) != 0) fs.mayMake(parent, name);
   fs.send(fs.request(req, parent, op, name), [&fs, req](Result<Answer> a) {
     // A directory it moved changed too (ctime, ".."), and no frame names it.
     fs.dirAttrs().clear();
@@ -191,6 +202,7 @@ void link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newParent, const char* newN
   if (nameTooLong(req, newName)) return;
   BasicFs& fs = BasicFs::of(req);
   std::uint32_t type = fs.nodes().typeOf(ino).value_or(0);
+  fs.mayMake(newParent, newName);
   fs.send(fs.request(req, ino, msg::op::Link{newParent, newName}),
           [&fs, req, type](Result<Answer> a) { replyEntry(fs, req, "link", a, type); });
 }

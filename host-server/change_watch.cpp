@@ -80,13 +80,21 @@ void ChangeWatch::Reader::arm() {
 }
 
 void ChangeWatch::Reader::complete(int result) {
-  if (result > 0) watch_.dispatch(buffer_, static_cast<std::size_t>(result));
-  if (result >= 0 || result == -EAGAIN || result == -EINTR) {
+  if (result > 0) {
+    watch_.dispatch(buffer_, static_cast<std::size_t>(result));
+    watch_.pause_.arm();
+  } else if (result == 0 || result == -EAGAIN || result == -EINTR) {
     arm();
   } else {
     logger("hostd")->error("reading inotify events failed: {}", std::strerror(-result));
   }
 }
+
+void ChangeWatch::Pause::arm() {
+  io_uring_prep_timeout(watch_.ring_.prepare(this), &wait_, 0, 0);
+}
+
+void ChangeWatch::Pause::complete(int) { watch_.reader_.arm(); }
 
 void ChangeWatch::dispatch(const char* events, std::size_t bytes) {
   std::set<std::shared_ptr<Session>> touched;

@@ -51,6 +51,22 @@ class ChangeWatch {
     alignas(inotify_event) char buffer_[64 * 1024];
   };
 
+  // After a batch of events, the next read waits kBatchWindow, so the changes of a busy
+  // moment (a create is three events) reach each client as one notification rather than one
+  // per event: fewer frames and wake-ups in the enclave. A change after a quiet spell is
+  // read at once.
+  static constexpr long kBatchWindowNs = 1'000'000;
+  class Pause : public Completion {
+   public:
+    explicit Pause(ChangeWatch& watch) : watch_(watch) {}
+    void arm();
+    void complete(int result) override;
+
+   private:
+    ChangeWatch& watch_;
+    __kernel_timespec wait_{0, kBatchWindowNs};
+  };
+
   struct Watcher {
     std::weak_ptr<Session> session;
     std::uint64_t sessionId;
@@ -64,6 +80,7 @@ class ChangeWatch {
   Ring& ring_;
   UniqueFd inotify_;
   Reader reader_{*this};
+  Pause pause_{*this};
   std::unordered_map<int, std::vector<Watcher>> byWatch_;
   std::map<std::pair<std::uint64_t, msg::NodeId>, int> watchOf_;
   bool warnedNoWatch_ = false;

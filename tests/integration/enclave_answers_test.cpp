@@ -193,3 +193,33 @@ TEST_CASE("close asks the host to end locks only for a file some process here lo
   ::close(fromB);
   ::close(fd);
 }
+
+TEST_CASE("a lookup in a directory this mount made is answered in the enclave, until the name "
+          "is made anywhere") {
+  Rig rig;
+  REQUIRE(::mkdir((rig.a / "d").c_str(), 0755) == 0);
+  struct stat st;
+  auto before = rig.served();
+  for (int i = 0; i < 20; ++i) createFile(rig.a / ("d/f" + std::to_string(i)));
+  for (const char* name : {"x", "y", "z"}) CHECK(::stat((rig.a / "d/" + name).c_str(), &st) == -1);
+  auto after = rig.served();
+  // At most the directory's own name again: the notification of the mkdir drops it.
+  CHECK(after["lookup"] - before["lookup"] <= 1);
+  CHECK(after["create"] - before["create"] == 20);
+  for (int i = 0; i < 20; ++i) CHECK(::stat((rig.a / ("d/f" + std::to_string(i))).c_str(), &st) == 0);
+
+  writeFile(rig.host("d/x"), "host");
+  CHECK(seenWithin100ms([&] { return ::stat((rig.a / "d/x").c_str(), &st) == 0; }));
+  writeFile(rig.b / "d/y", "other mount");
+  CHECK(seenWithin100ms([&] { return ::stat((rig.a / "d/y").c_str(), &st) == 0; }));
+  REQUIRE(::mkdir(rig.host("d/z").c_str(), 0755) == 0);
+  CHECK(seenWithin100ms([&] { return ::stat((rig.a / "d/z").c_str(), &st) == 0; }));
+  // Names removed and made again through the mount are found too.
+  REQUIRE(::unlink((rig.a / "d/f0").c_str()) == 0);
+  CHECK(::stat((rig.a / "d/f0").c_str(), &st) == -1);
+  createFile(rig.a / "d/f0");
+  CHECK(::stat((rig.a / "d/f0").c_str(), &st) == 0);
+  REQUIRE(::rename((rig.a / "d/f1").c_str(), (rig.a / "d/renamed").c_str()) == 0);
+  CHECK(::stat((rig.a / "d/renamed").c_str(), &st) == 0);
+  CHECK(::stat((rig.a / "d/f1").c_str(), &st) == -1);
+}

@@ -1,0 +1,89 @@
+#include "enclave-fs/complete_dirs.h"
+
+namespace enclavefs::enclave {
+
+CompleteDirs::CompleteDirs(std::chrono::duration<double> lifetime, GiveBack giveBack)
+    : lifetime_(std::chrono::duration_cast<Clock::duration>(lifetime)),
+      giveBack_(std::move(giveBack)) {}
+
+void CompleteDirs::end(Dirs& dirs, Dirs::iterator it, std::vector<msg::op::ForgetItem>& held) {
+  if (it->second.heldLookups > 0) held.push_back({it->first, it->second.heldLookups});
+  dirs.erase(it);
+}
+
+void CompleteDirs::giveBack(std::vector<msg::op::ForgetItem> held) const {
+  if (!held.empty()) giveBack_(std::move(held));
+}
+
+void CompleteDirs::madeEmpty(msg::NodeId dir) {
+  std::vector<msg::op::ForgetItem> held;
+  {
+    std::lock_guard lock(mutex_);
+    if (dirs_.size() >= kMaxDirs && !dirs_.contains(dir)) {
+      while (!dirs_.empty()) end(dirs_, dirs_.begin(), held);
+    }
+    Dir& d = dirs_[dir];
+    d.expires = Clock::now() + lifetime_;
+    d.maybePresent.clear();
+  }
+  giveBack(std::move(held));
+}
+
+void CompleteDirs::mayBePresent(msg::NodeId dir, std::string_view name) {
+  std::vector<msg::op::ForgetItem> held;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = dirs_.find(dir);
+    if (it == dirs_.end()) return;
+    if (it->second.maybePresent.size() >= kMaxNamesPerDir) {
+      end(dirs_, it, held);
+    } else {
+      it->second.maybePresent.emplace(name);
+    }
+  }
+  giveBack(std::move(held));
+}
+
+bool CompleteDirs::holdLookups(msg::NodeId dir, std::uint64_t count) {
+  std::lock_guard lock(mutex_);
+  auto it = dirs_.find(dir);
+  if (it == dirs_.end() || Clock::now() >= it->second.expires) return false;
+  it->second.heldLookups += count;
+  return true;
+}
+
+void CompleteDirs::changed(const msg::Notify& notify) {
+  std::unordered_set<msg::NodeId> namedIn;
+  for (const auto& e : notify.entries) {
+    namedIn.insert(e.parent);
+    mayBePresent(e.parent, e.name);
+  }
+  std::vector<msg::op::ForgetItem> held;
+  {
+    std::lock_guard lock(mutex_);
+    for (msg::NodeId node : notify.inodes) {
+      auto it = dirs_.find(node);
+      if (it != dirs_.end() && !namedIn.contains(node)) end(dirs_, it, held);
+    }
+  }
+  giveBack(std::move(held));
+}
+
+bool CompleteDirs::surelyAbsent(msg::NodeId dir, std::string_view name) const {
+  std::vector<msg::op::ForgetItem> held;
+  bool absent = false;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = dirs_.find(dir);
+    if (it == dirs_.end()) return false;
+    if (Clock::now() >= it->second.expires) {
+      end(dirs_, it, held);
+    } else {
+      absent = !it->second.maybePresent.contains(std::string(name));
+    }
+  }
+  giveBack(std::move(held));
+  return absent;
+}
+
+}  // namespace enclavefs::enclave
