@@ -1,6 +1,7 @@
 #include "enclave-fs/loop_device.h"
 
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <linux/loop.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -65,6 +66,10 @@ bool LoopDevice::directIo() const {
   std::ifstream dio("/sys/block/loop" + std::to_string(number_) + "/loop/dio");
   int value = 0;
   return (dio >> value) && value == 1;
+}
+
+bool LoopDevice::setReadAhead(std::uint32_t kib) {
+  return ::ioctl(fd_.get(), BLKRASET, static_cast<unsigned long>(kib) * 2) == 0;  // 512-byte sectors
 }
 
 void LoopDevice::detach() {

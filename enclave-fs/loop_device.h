@@ -30,6 +30,9 @@ class LoopDevice {
   int fd() const { return fd_.get(); }
   // Whether the kernel uses direct I/O to the backing file (it may decline).
   bool directIo() const;
+  // Sets how far the kernel reads ahead of sequential reads of the device; false if it
+  // refused (errno says why).
+  bool setReadAhead(std::uint32_t kib);
   // Detaches the device (for a setup that failed before anything was mounted on it).
   void detach();
 

@@ -173,6 +173,10 @@ TEST_CASE("a new volume is formatted on first mount and keeps every file across 
   int directIo = 0;
   dio >> directIo;
   CHECK_MESSAGE(directIo == 1, "the loop device should use direct I/O");
+  std::ifstream readAhead("/sys/block/" + *loop + "/queue/read_ahead_kb");
+  int readAheadKiB = 0;
+  readAhead >> readAheadKiB;
+  CHECK(readAheadKiB == 1024);
   std::string options = mountOptionsOf(rig.mnt);
   CHECK(options.rfind("ext4 ", 0) == 0);
   CHECK(options.find("nosuid") != std::string::npos);
