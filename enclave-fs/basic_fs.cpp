@@ -12,7 +12,11 @@ BasicFs::BasicFs(Connection& connection, CachePolicy cache, FsPolicy policy,
       invalidator_(invalidator),
       dirAttrs_(std::chrono::duration<double>(cache.timeouts.attr)),
       completeDirs_(std::chrono::duration<double>(cache.timeouts.entry),
-                    [this](std::vector<msg::op::ForgetItem> held) { forgetOnHost(std::move(held)); }),
+                    [this](std::vector<msg::op::ForgetItem> held) {
+                      invalidator_.later([this, held = std::move(held)]() mutable {
+                        forgetOnHost(std::move(held));
+                      });
+                    }),
       log_(logger("mount")) {
   nodes_.addRoot(connection.welcome().root.mode);
 }
@@ -38,9 +42,11 @@ void BasicFs::forgetOnHost(std::vector<msg::op::ForgetItem> items) {
 void BasicFs::keepDirAttrs(const std::vector<msg::NodeAttr>& attrs) {
   if (!cache_.hostPushesChanges) return;
   for (const msg::NodeAttr& a : attrs) {
+    // Only for directories the kernel holds: a host must not fill the cache with nodes it
+    // never handed out, or with attributes for a node the kernel will learn as a file.
+    if (nodes_.typeOf(a.node) != S_IFDIR) continue;
     Check valid = checkAttr(a.attr);
     if (valid && (a.attr.mode & S_IFMT) != S_IFDIR) valid = Fail{std::string("not a directory")};
-    if (valid) valid = nodes_.agrees(a.node, a.attr);
     if (valid) {
       dirAttrs_.store(a.node, a.attr);
     } else {
@@ -51,7 +57,7 @@ void BasicFs::keepDirAttrs(const std::vector<msg::NodeAttr>& attrs) {
 }
 
 std::optional<msg::Attr> BasicFs::cachedDirAttr(msg::NodeId node) const {
-  if (!cache_.hostPushesChanges) return std::nullopt;
+  if (!cache_.hostPushesChanges || nodes_.typeOf(node) != S_IFDIR) return std::nullopt;
   return dirAttrs_.find(node);
 }
 

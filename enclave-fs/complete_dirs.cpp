@@ -15,10 +15,21 @@ void CompleteDirs::giveBack(std::vector<msg::op::ForgetItem> held) const {
   if (!held.empty()) giveBack_(std::move(held));
 }
 
+void CompleteDirs::sweep(Clock::time_point now, std::vector<msg::op::ForgetItem>& held) {
+  if (now < nextSweep_) return;
+  nextSweep_ = now + std::chrono::seconds(1);
+  for (auto it = dirs_.begin(); it != dirs_.end();) {
+    auto next = std::next(it);
+    if (now >= it->second.expires) end(dirs_, it, held);
+    it = next;
+  }
+}
+
 void CompleteDirs::madeEmpty(msg::NodeId dir) {
   std::vector<msg::op::ForgetItem> held;
   {
     std::lock_guard lock(mutex_);
+    sweep(Clock::now(), held);
     if (dirs_.size() >= kMaxDirs && !dirs_.contains(dir)) {
       while (!dirs_.empty()) end(dirs_, dirs_.begin(), held);
     }
@@ -45,11 +56,20 @@ void CompleteDirs::mayBePresent(msg::NodeId dir, std::string_view name) {
 }
 
 bool CompleteDirs::holdLookups(msg::NodeId dir, std::uint64_t count) {
-  std::lock_guard lock(mutex_);
-  auto it = dirs_.find(dir);
-  if (it == dirs_.end() || Clock::now() >= it->second.expires) return false;
-  it->second.heldLookups += count;
-  return true;
+  std::vector<msg::op::ForgetItem> held;
+  bool holding = false;
+  {
+    std::lock_guard lock(mutex_);
+    const auto now = Clock::now();
+    sweep(now, held);
+    auto it = dirs_.find(dir);
+    if (it != dirs_.end() && now < it->second.expires) {
+      it->second.heldLookups += count;
+      holding = true;
+    }
+  }
+  giveBack(std::move(held));
+  return holding;
 }
 
 void CompleteDirs::changed(const msg::Notify& notify) {

@@ -68,11 +68,15 @@ class CompleteDirs {
   // Ends a directory's completeness, collecting the lookups it held.
   static void end(Dirs& dirs, Dirs::iterator it, std::vector<msg::op::ForgetItem>& held);
   void giveBack(std::vector<msg::op::ForgetItem> held) const;
+  // Ends the expired directories, at most once a second, so held lookups go back to the host
+  // even for a directory no one looks into again.
+  void sweep(Clock::time_point now, std::vector<msg::op::ForgetItem>& held);
 
   const Clock::duration lifetime_;
   const GiveBack giveBack_;
   mutable std::mutex mutex_;
-  mutable Dirs dirs_;  // an expired directory is ended where it is found
+  mutable Dirs dirs_;  // an expired directory is ended where it is found, or by sweep()
+  Clock::time_point nextSweep_{};
 };
 
 }  // namespace enclavefs::enclave

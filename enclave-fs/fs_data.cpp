@@ -149,23 +149,24 @@ void write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t o
 
 void flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   BasicFs& fs = BasicFs::of(req);
-  const msg::HandleId handle = fi->fh;
-  const std::uint64_t lockOwner = fi->lock_owner;
   // A close waits for the file's writes still on their way, so that what it wrote is on
   // the host when close() returns (close-to-open), and reports any error they met.
-  fs.pendingWrites().whenSettled(ino, [&fs, req, ino, handle, lockOwner](int error) {
-    // A close also ends the closing process's POSIX locks, and the host holds none on a
-    // file no process here ever locked: then there is nothing to ask the host.
-    if (!fs.nodes().mayHoldLocks(ino)) {
-      fuse_reply_err(req, error);
-      return;
-    }
-    msg::Request r = fs.request(req, ino, msg::op::Flush{}, nullptr, handle);
-    r.lockOwner = lockOwner;  // the closing process's POSIX locks end here
-    fs.send(r, [&fs, req, error](Result<Answer> a) {
-      auto body = expect<msg::body::None>(fs, "flush", a);
-      fuse_reply_err(req, error != 0 ? error : body ? 0 : body.error().value);
-    });
+  // It also ends the closing process's POSIX locks, and the host holds none on a file no
+  // process here ever locked: then the mount only waits for the writes' answers.
+  if (!fs.nodes().mayHoldLocks(ino)) {
+    fs.pendingWrites().whenSettled(ino, [req](int error) { fuse_reply_err(req, error); });
+    return;
+  }
+  // The host runs the flush after the writes sent before it and answers them first, so
+  // their errors are known when its answer arrives (and nothing is sent from the receiver
+  // thread).
+  msg::Request r = fs.request(req, ino, msg::op::Flush{}, nullptr, fi->fh);
+  r.lockOwner = fi->lock_owner;  // the closing process's POSIX locks end here
+  fs.send(r, [&fs, req, ino](Result<Answer> a) {
+    auto body = expect<msg::body::None>(fs, "flush", a);
+    int error = fs.pendingWrites().takeError(ino);
+    if (error == 0 && !body) error = body.error().value;
+    fuse_reply_err(req, error);
   });
 }
 

@@ -125,9 +125,8 @@ void mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
   fs.mayMake(parent, name);
   fs.send(fs.request(req, parent, msg::op::MakeDir{mode}, name), [&fs, req](Result<Answer> a) {
     if (a && a->reply.error == 0) {
-      if (const auto* made = std::get_if<msg::Entry>(&a->reply.body)) {
-        fs.completeDirs().madeEmpty(made->node);
-      }
+      const auto* made = std::get_if<msg::Entry>(&a->reply.body);
+      if (made != nullptr && checkEntryType(*made, S_IFDIR)) fs.completeDirs().madeEmpty(made->node);
     }
     replyEntry(fs, req, "mkdir", a, S_IFDIR);
   });

@@ -76,6 +76,18 @@ void Invalidator::invalidateThen(msg::NodeId node, std::function<void()> then) {
   then();
 }
 
+void Invalidator::later(std::function<void()> then) {
+  {
+    std::lock_guard lock(mutex_);
+    if (!stopping_) {
+      queue_.push_back({msg::Notify{}, std::move(then)});
+      wanted_.notify_one();
+      return;
+    }
+  }
+  then();
+}
+
 void Invalidator::run() {
   for (;;) {
     Work work;

@@ -31,6 +31,9 @@ class Invalidator {
   // Drops what the kernel caches of `node`, then runs `then` (which replies to a request):
   // a lock the host just granted must not be followed by reads of pages cached before it.
   void invalidateThen(msg::NodeId node, std::function<void()> then);
+  // Runs `then` on this thread, after what is queued: for work the receiver thread must not
+  // do itself, such as sending (it would wait on a full socket that only it can drain).
+  void later(std::function<void()> then);
 
  private:
   void run();

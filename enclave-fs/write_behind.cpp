@@ -4,7 +4,7 @@ namespace enclavefs::enclave {
 
 void WriteBehind::started(msg::NodeId node) {
   std::lock_guard lock(mutex_);
-  ++nodes_[node].unanswered;
+  ++nodes_[node].started;
 }
 
 void WriteBehind::finished(msg::NodeId node, int error) {
@@ -15,15 +15,19 @@ void WriteBehind::finished(msg::NodeId node, int error) {
     auto it = nodes_.find(node);
     if (it == nodes_.end()) return;
     Node& n = it->second;
-    --n.unanswered;
+    ++n.finished;
     if (n.error == 0) n.error = error;
-    if (n.unanswered > 0) return;
-    if (!n.waiting.empty()) {
-      settled.swap(n.waiting);
+    // The host answers one connection's writes in the order it ran them, which is the order
+    // they were sent: a waiter's writes are done once as many writes have finished.
+    while (!n.waiting.empty() && n.waiting.front().until <= n.finished) {
+      settled.push_back(std::move(n.waiting.front().then));
+      n.waiting.pop_front();
+    }
+    if (!settled.empty()) {
       reported = n.error;
       n.error = 0;
     }
-    if (n.error == 0) nodes_.erase(it);
+    if (n.finished == n.started && n.error == 0 && n.waiting.empty()) nodes_.erase(it);
   }
   for (auto& then : settled) then(reported);
 }
@@ -34,12 +38,14 @@ void WriteBehind::whenSettled(msg::NodeId node, Settled then) {
     std::lock_guard lock(mutex_);
     auto it = nodes_.find(node);
     if (it != nodes_.end()) {
-      if (it->second.unanswered > 0) {
-        it->second.waiting.push_back(std::move(then));
+      Node& n = it->second;
+      if (n.finished < n.started) {
+        n.waiting.push_back({n.started, std::move(then)});
         return;
       }
-      error = it->second.error;
-      nodes_.erase(it);
+      error = n.error;
+      n.error = 0;
+      if (n.waiting.empty()) nodes_.erase(it);
     }
   }
   then(error);
@@ -51,7 +57,7 @@ int WriteBehind::takeError(msg::NodeId node) {
   if (it == nodes_.end()) return 0;
   int error = it->second.error;
   it->second.error = 0;
-  if (it->second.unanswered == 0) nodes_.erase(it);
+  if (it->second.finished == it->second.started && it->second.waiting.empty()) nodes_.erase(it);
   return error;
 }
 

@@ -7,6 +7,8 @@
 // Used from FUSE workers and the receiver thread.
 #pragma once
 
+#include <cstdint>
+#include <deque>
 #include <functional>
 #include <mutex>
 #include <unordered_map>
@@ -24,17 +26,23 @@ class WriteBehind {
   // A write's answer arrived; `error` is 0 or the errno it met. Runs the waiting callbacks
   // when it was the node's last unanswered write.
   void finished(msg::NodeId node, int error);
-  // Runs `then` once no write of `node` is unanswered (at once if none is), with the first
-  // error a write of the node met since the last report, or 0; the error is then forgotten.
+  // Runs `then` once every write of `node` started before this call is answered (at once if
+  // none is unanswered), with the first error a write of the node met since the last report,
+  // or 0; the error is then forgotten. Writes started later do not hold it back.
   void whenSettled(msg::NodeId node, Settled then);
   // The node's unreported error, or 0; forgotten once taken.
   int takeError(msg::NodeId node);
 
  private:
+  struct Waiter {
+    std::uint64_t until;  // settled once `finished` reaches this
+    Settled then;
+  };
   struct Node {
-    unsigned unanswered = 0;
+    std::uint64_t started = 0;
+    std::uint64_t finished = 0;
     int error = 0;
-    std::vector<Settled> waiting;
+    std::deque<Waiter> waiting;  // in the order of `until`
   };
   std::mutex mutex_;
   std::unordered_map<msg::NodeId, Node> nodes_;  // only nodes with something to keep

@@ -15,6 +15,8 @@
 namespace enclavefs::host {
 namespace {
 
+constexpr int kStatFlags = AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW;
+
 // Operations that change the export, refused with EROFS on a read-only export. Open is
 // decided by its access mode in ops::open.
 bool modifies(const msg::Op& op) {
@@ -102,7 +104,12 @@ std::vector<msg::NodeAttr> directoryAttrs(Session& s, const std::vector<msg::Nod
   for (msg::NodeId id : nodes) {
     NodeRef node = s.nodes().find(id);
     if (!node || node->type != S_IFDIR) continue;
-    if (auto st = statNode(node->fd.get())) attrs.push_back({id, toAttr(*st)});
+    // What the host kernel has in memory: no round trip to a network file system's server
+    // on the loop thread (there, a notification may be a little ahead of these attributes).
+    struct statx st;
+    if (::statx(node->fd.get(), "", kStatFlags | AT_STATX_DONT_SYNC, STATX_BASIC_STATS, &st) == 0) {
+      attrs.push_back({id, toAttr(st)});
+    }
   }
   return attrs;
 }
@@ -155,12 +162,25 @@ Result<OpenFileRef> findHandle(Session& s, msg::HandleId id, bool directory) {
   return file;
 }
 
-Result<struct statx> statNode(int fd) {
+Co<Result<struct statx>> statNode(Session& s, int fd) {
   struct statx st;
-  if (::statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, &st) != 0) {
-    return Errno{errno};
+  int rc = co_await inMemoryOrRing(
+      s, [&] { return ::statx(fd, "", kStatFlags, STATX_BASIC_STATS, &st); },
+      [&](io_uring_sqe* sqe) { io_uring_prep_statx(sqe, fd, "", kStatFlags, STATX_BASIC_STATS, &st); });
+  if (rc < 0) co_return Errno{-rc};
+  co_return st;
+}
+
+int regularOrClosed(int fd) {
+  if (fd < 0) return fd;
+  struct stat st;
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && flags >= 0 &&
+      ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) == 0) {
+    return fd;
   }
-  return st;
+  ::close(fd);
+  return -EINVAL;
 }
 
 Co<int> openat2Cached(Session& s, int dirFd, const char* name, open_how how) {
@@ -183,7 +203,7 @@ Co<Result<msg::Entry>> lookupName(Session& s, const Node& parent, const std::str
   if (fd == -EXDEV) co_return Errno{EACCES};
   if (fd < 0) co_return Errno{-fd};
   UniqueFd owned(fd);
-  auto st = statNode(fd);
+  auto st = co_await statNode(s, fd);
   if (!st) co_return st.error();
   auto node = s.nodes().adopt(std::move(owned), *st);
   if (!node) co_return node.error();

@@ -120,11 +120,14 @@ Co<int> inMemoryOrPool(Session& s, Job job) {
   co_return co_await s.pool().run(std::move(job));
 }
 
-// statx of an O_PATH descriptor, made inline. The descriptor pins the inode, so on a local
-// file system this only copies its attributes out of memory; io_uring would run it on a
-// worker thread (it always does for statx), two thread switches for a few microseconds'
-// work.
-Result<struct statx> statNode(int fd);
+// statx of an O_PATH descriptor (inMemoryOrRing).
+Co<Result<struct statx>> statNode(Session& s, int fd);
+
+// For an open that must yield a regular file (create, open), made with O_NONBLOCK so that
+// neither a FIFO without a writer nor a lease break can hold the loop thread or a ring
+// worker: `fd` (a descriptor or a negative errno) with O_NONBLOCK cleared again, or
+// -EINVAL (and the descriptor closed) when it is not a regular file, as open refuses.
+int regularOrClosed(int fd);
 
 // openat2 made inline when the kernel can resolve `name` from its caches alone
 // (RESOLVE_CACHED, which fails with EAGAIN rather than block), else through the ring.

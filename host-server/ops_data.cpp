@@ -31,10 +31,10 @@ Co<Outcome> open(Session& s, const msg::Request& r, const msg::op::Open& op) {
   if ((*node)->type != S_IFREG) co_return failure(EINVAL);
   if (s.readOnly() && writes(op.flags)) co_return failure(EROFS);
   const std::string path = procPath((*node)->fd.get());
-  const int flags = static_cast<int>(op.flags & kPassedOpenFlags) | O_CLOEXEC;
-  int fd = co_await inMemoryOrRing(
+  const int flags = static_cast<int>(op.flags & kPassedOpenFlags) | O_CLOEXEC | O_NONBLOCK;
+  int fd = regularOrClosed(co_await inMemoryOrRing(
       s, [&] { return ::openat(AT_FDCWD, path.c_str(), flags, 0); },
-      [&](io_uring_sqe* sqe) { io_uring_prep_openat(sqe, AT_FDCWD, path.c_str(), flags, 0); });
+      [&](io_uring_sqe* sqe) { io_uring_prep_openat(sqe, AT_FDCWD, path.c_str(), flags, 0); }));
   if (fd < 0) co_return failure(-fd);
   auto file = std::make_shared<OpenFile>(OpenFile{UniqueFd(fd), *node, false, {}});
   auto handle = s.handles().add(std::move(file));
@@ -47,13 +47,14 @@ Co<Outcome> create(Session& s, const msg::Request& r, const msg::op::Create& op)
   if (!parent) co_return failure(parent.error().value);
   if ((op.mode & S_IFMT) != 0 && (op.mode & S_IFMT) != S_IFREG) co_return failure(EINVAL);
   open_how how{};
-  how.flags = (op.flags & (kPassedOpenFlags | O_EXCL)) | O_CREAT | O_NOFOLLOW | O_CLOEXEC;
+  how.flags = (op.flags & (kPassedOpenFlags | O_EXCL)) | O_CREAT | O_NOFOLLOW | O_CLOEXEC |
+              O_NONBLOCK;
   how.mode = sanitizeMode(S_IFREG | (op.mode & 07777)) & 07777;
   how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
   const int dirFd = (*parent)->fd.get();
-  int fd = co_await inMemoryOrRing(
+  int fd = regularOrClosed(co_await inMemoryOrRing(
       s, [&] { return ::syscall(SYS_openat2, dirFd, r.name.c_str(), &how, sizeof how); },
-      [&](io_uring_sqe* sqe) { io_uring_prep_openat2(sqe, dirFd, r.name.c_str(), &how); });
+      [&](io_uring_sqe* sqe) { io_uring_prep_openat2(sqe, dirFd, r.name.c_str(), &how); }));
   if (fd == -EXDEV) co_return failure(EACCES);
   if (fd < 0) co_return failure(-fd);
   UniqueFd opened(fd);

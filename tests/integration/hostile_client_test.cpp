@@ -655,6 +655,19 @@ TEST_CASE("device nodes cannot be made") {
   if (exists(scene.in("chr2"))) CHECK(S_ISREG(modeOf(scene.in("chr2"))));
 }
 
+TEST_CASE("a create that names a FIFO fails at once, and the host goes on serving") {
+  Scene scene;
+  REQUIRE(::mkfifo(scene.in("fifo").c_str(), 0666) == 0);
+  RawClient c(scene.server->address());
+  c.hello("data");
+  // Without O_EXCL the create opens what is there: a FIFO with no writer would wait.
+  for (std::uint32_t flags : {std::uint32_t(O_RDONLY), std::uint32_t(O_RDWR)}) {
+    auto a = c.call(req(msg::kRootNode, msg::op::Create{0644, flags}, "fifo"));
+    CHECK(a.error() != 0);
+  }
+  CHECK(c.call(req(msg::kRootNode, msg::op::GetAttr{})).error() == 0);
+}
+
 TEST_CASE("privileged extended attributes cannot be set or removed") {
   Scene scene;
   RawClient c(scene.server->address());

@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -54,6 +55,8 @@ int writeBlocks(int fd, std::size_t bytes) {
   }
   return 0;
 }
+
+int errnoOf(const std::function<int()>& call) { return call() == 0 ? 0 : errno; }
 
 }  // namespace
 
@@ -117,6 +120,23 @@ TEST_CASE("a write error met on the host after write() returned is reported by c
   CHECK(failedAgain == 0);
   CHECK(synced == ENOSPC);
   ::close(fd);
+}
+
+TEST_CASE("close() of a locked file reports a write error too, and ends the lock") {
+  SmallExport small;
+  int fd = ::open((*small.mount / "locked").c_str(), O_CREAT | O_RDWR, 0644);
+  REQUIRE(fd >= 0);
+  struct flock lock {};
+  lock.l_type = F_WRLCK;
+  lock.l_whence = SEEK_SET;
+  REQUIRE(::fcntl(fd, F_SETLK, &lock) == 0);
+  CHECK(writeBlocks(fd, 1 << 20) == 0);
+  CHECK(errnoOf([&] { return ::close(fd); }) == ENOSPC);
+  // The lock ended with the close: a host process can take it.
+  int onHost = ::open((small.dir / "export/locked").c_str(), O_RDWR);
+  REQUIRE(onHost >= 0);
+  CHECK(::fcntl(onHost, F_SETLK, &lock) == 0);
+  ::close(onHost);
 }
 
 TEST_CASE("O_DSYNC writers and write_through mounts get each write's error from write()") {
