@@ -19,7 +19,8 @@ std::string mountPath();
 std::string volumeToolPath();
 std::string inspectToolPath();
 
-// A fresh directory under $TMPDIR (default /tmp), removed with everything in it (after unmounting anything
+// A fresh directory under $TMPDIR (default /tmp), on a tmpfs of its own when
+// ENCLAVEFS_TEST_TMPFS is set, removed with everything in it (after unmounting anything
 // left mounted below it).
 class TempDir {
  public:
@@ -32,6 +33,7 @@ class TempDir {
 
  private:
   std::string path_;
+  bool ownTmpfs_ = false;
 };
 
 struct RunResult {
