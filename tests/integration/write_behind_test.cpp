@@ -25,21 +25,22 @@ using namespace enclavefs::test;
 
 namespace {
 
-// An export on a tmpfs of 256 KiB, so the host's writes run out of space.
-struct SmallExport {
-  SmallExport(const std::vector<std::string>& mountOptions = {}) {
+// An export and a mount of it. `small`: the export is a tmpfs of 256 KiB, so the host's
+// writes run out of space.
+struct Exported {
+  explicit Exported(bool small = false, const std::vector<std::string>& mountOptions = {}) {
     std::filesystem::create_directories(dir / "export");
     std::filesystem::create_directories(dir / "m");
-    REQUIRE(::mount("tmpfs", (dir / "export").c_str(), "tmpfs", 0, "size=256k") == 0);
+    if (small) REQUIRE(::mount("tmpfs", (dir / "export").c_str(), "tmpfs", 0, "size=256k") == 0);
     server.emplace(dir / "sock", std::vector<std::string>{"--export", "data=" + (dir / "export")});
     std::vector<std::string> extra;
     for (const auto& o : mountOptions) extra.insert(extra.end(), {"-o", o});
     mount.emplace(server->address(), "data", dir / "m", extra);
   }
-  ~SmallExport() {
+  ~Exported() {
     mount.reset();
     server.reset();
-    ::umount2((dir / "export").c_str(), MNT_DETACH);
+    ::umount2((dir / "export").c_str(), MNT_DETACH);  // the small tmpfs, if any
   }
   TempDir dir;
   std::optional<HostServer> server;
@@ -61,11 +62,8 @@ int errnoOf(const std::function<int()>& call) { return call() == 0 ? 0 : errno; 
 }  // namespace
 
 TEST_CASE("the host has a write before it answers the mount's next request") {
-  TempDir dir;
-  std::filesystem::create_directories(dir / "export");
-  std::filesystem::create_directories(dir / "m");
-  HostServer server(dir / "sock", {"--export", "data=" + (dir / "export")});
-  Mount m(server.address(), "data", dir / "m");
+  Exported e;
+  const Mount& m = *e.mount;
   int fd = ::open((m / "log").c_str(), O_CREAT | O_WRONLY, 0644);
   REQUIRE(fd >= 0);
   for (int i = 0; i < 200; ++i) {
@@ -75,7 +73,7 @@ TEST_CASE("the host has a write before it answers the mount's next request") {
     // cannot answer from its caches.
     const std::string marker = m / ("marker" + std::to_string(i));
     REQUIRE(::mkdir(marker.c_str(), 0755) == 0);
-    const std::string onHost = readFile(dir / "export/log");
+    const std::string onHost = readFile(e.dir / "export/log");
     REQUIRE(onHost.size() >= line.size());
     CHECK(onHost.substr(onHost.size() - line.size()) == line);
   }
@@ -83,11 +81,8 @@ TEST_CASE("the host has a write before it answers the mount's next request") {
 }
 
 TEST_CASE("a file written in many pieces is whole on the host when close() returns") {
-  TempDir dir;
-  std::filesystem::create_directories(dir / "export");
-  std::filesystem::create_directories(dir / "m");
-  HostServer server(dir / "sock", {"--export", "data=" + (dir / "export")});
-  Mount m(server.address(), "data", dir / "m");
+  Exported e;
+  const Mount& m = *e.mount;
   for (int i = 0; i < 20; ++i) {
     const std::string name = "f" + std::to_string(i);
     int fd = ::open((m / name).c_str(), O_CREAT | O_WRONLY, 0644);
@@ -99,12 +94,12 @@ TEST_CASE("a file written in many pieces is whole on the host when close() retur
       expected += data;
     }
     REQUIRE(::close(fd) == 0);
-    CHECK(readFile(dir / ("export/" + name)) == expected);
+    CHECK(readFile(e.dir / ("export/" + name)) == expected);
   }
 }
 
 TEST_CASE("a write error met on the host after write() returned is reported by close()") {
-  SmallExport small;
+  Exported small(true);
   int fd = ::open((*small.mount / "big").c_str(), O_CREAT | O_WRONLY, 0644);
   REQUIRE(fd >= 0);
   const int failedWrite = writeBlocks(fd, 1 << 20);
@@ -123,7 +118,7 @@ TEST_CASE("a write error met on the host after write() returned is reported by c
 }
 
 TEST_CASE("close() of a locked file reports a write error too, and ends the lock") {
-  SmallExport small;
+  Exported small(true);
   int fd = ::open((*small.mount / "locked").c_str(), O_CREAT | O_RDWR, 0644);
   REQUIRE(fd >= 0);
   struct flock lock {};
@@ -141,14 +136,14 @@ TEST_CASE("close() of a locked file reports a write error too, and ends the lock
 
 TEST_CASE("O_DSYNC writers and write_through mounts get each write's error from write()") {
   SUBCASE("O_DSYNC") {
-    SmallExport small;
+    Exported small(true);
     int fd = ::open((*small.mount / "big").c_str(), O_CREAT | O_WRONLY | O_DSYNC, 0644);
     REQUIRE(fd >= 0);
     CHECK(writeBlocks(fd, 1 << 20) == ENOSPC);
     CHECK(::close(fd) == 0);
   }
   SUBCASE("-o write_through") {
-    SmallExport small({"write_through"});
+    Exported small(true, {"write_through"});
     int fd = ::open((*small.mount / "big").c_str(), O_CREAT | O_WRONLY, 0644);
     REQUIRE(fd >= 0);
     CHECK(writeBlocks(fd, 1 << 20) == ENOSPC);
