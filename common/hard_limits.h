@@ -13,6 +13,9 @@ constexpr std::uint32_t kMaxPayloadBytes = 1024 * 1024;
 // Largest read or write in one request (the FUSE max_read / max_write we ask for).
 constexpr std::uint32_t kMaxIoBytes = kMaxPayloadBytes;
 
+// Most file bytes an open's reply may carry: one read-ahead window of the enclave kernel.
+constexpr std::uint32_t kMaxOpenDataBytes = 128 * 1024;
+
 // Largest readdir buffer a client may ask the host to fill.
 constexpr std::uint32_t kMaxReadDirBytes = 128 * 1024;
 

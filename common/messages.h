@@ -246,6 +246,7 @@ struct Request {
   Caller caller;
   Op op;
   std::uint64_t lockOwner = 0;  // flush: whose POSIX locks the close drops
+  std::uint32_t openData = 0;   // open: how many leading file bytes to send with the reply
 };
 
 // Reply bodies.

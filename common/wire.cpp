@@ -466,6 +466,7 @@ Words encode(const msg::Request& request) {
   caller.setGid(request.caller.gid);
   putOp(b, request.op);
   b.setLockOwner(request.lockOwner);
+  b.setOpenData(request.openData);
   return capnp::messageToFlatArray(builder);
 }
 
@@ -540,6 +541,7 @@ Result<msg::Request, std::string> decodeRequest(WordsView words) {
     request.caller = {r.getCaller().getUid(), r.getCaller().getGid()};
     request.op = getOp(r);
     request.lockOwner = r.getLockOwner();
+    request.openData = r.getOpenData();
     return request;
   });
 }

@@ -117,6 +117,7 @@ void replyEntry(BasicFs& fs, fuse_req_t req, const char* op, const Result<Answer
     fuse_reply_err(req, fs.refuse(op, valid.error()));
     return;
   }
+  fs.openData().drop(e.node);
   fuse_entry_param param = fs.entryParam(e);
   if (fuse_reply_entry(req, &param) != 0) {
     // The request was interrupted: the kernel did not take the reference.

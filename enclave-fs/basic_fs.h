@@ -30,6 +30,7 @@
 #include "enclave-fs/dir_attr_cache.h"
 #include "enclave-fs/invalidator.h"
 #include "enclave-fs/node_registry.h"
+#include "enclave-fs/open_data.h"
 #include "enclave-fs/reply_check.h"
 #include "enclave-fs/write_behind.h"
 
@@ -97,6 +98,7 @@ class BasicFs {
   // it. False if the lookups are held for the host instead (complete_dirs.h).
   bool mustGiveBack(msg::NodeId node, std::uint64_t count) {
     dirAttrs_.drop(node);
+    openData_.forgotten(node);
     return !completeDirs_.holdLookups(node, count);
   }
 
@@ -108,6 +110,8 @@ class BasicFs {
   bool hostPushesChanges() const { return cache_.hostPushesChanges; }
   bool writeBehind() const { return cache_.writeBehind; }
   WriteBehind& pendingWrites() { return pendingWrites_; }
+  // File bytes that came with opens (open_data.h), while the host pushes changes.
+  OpenData& openData() { return openData_; }
   const FsPolicy& policy() const { return policy_; }
   Connection& connection() { return connection_; }
   Invalidator& invalidator() { return invalidator_; }
@@ -122,6 +126,7 @@ class BasicFs {
   DirAttrCache dirAttrs_;
   CompleteDirs completeDirs_;
   WriteBehind pendingWrites_;
+  OpenData openData_;
   std::shared_ptr<spdlog::logger> log_;
 };
 

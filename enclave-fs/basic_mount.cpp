@@ -61,6 +61,7 @@ int runBasicMount(MountRequest request) {
     for (const msg::NodeAttr& a : notify.dirAttrs) fresh.insert(a.node);
     for (msg::NodeId node : notify.inodes) {
       if (!fresh.contains(node)) fs.dirAttrs().drop(node);
+      fs.openData().changed(node);
     }
     invalidator.post(std::move(notify));
   });
@@ -114,11 +115,7 @@ int runBasicMount(MountRequest request) {
     path->keep();
     if (background) background->ready();
   });
-  fuse_loop_config* loop = fuse_loop_cfg_create();
-  fuse_loop_cfg_set_max_threads(loop, options.maxThreads);
-  fuse_loop_cfg_set_idle_threads(loop, std::min(2u, options.maxThreads));
-  int rc = fuse_session_loop_mt(session.session, loop);
-  fuse_loop_cfg_destroy(loop);
+  int rc = session.serve(options.maxThreads);
   primer.join();
   conn.stop();
   invalidator.stop();

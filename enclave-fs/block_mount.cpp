@@ -353,11 +353,7 @@ int BlockMount::run() {
   }
   connection_->start();
   fuseLoop_ = std::thread([this] {
-    fuse_loop_config* loop = fuse_loop_cfg_create();
-    fuse_loop_cfg_set_max_threads(loop, request_.options.maxThreads);
-    fuse_loop_cfg_set_idle_threads(loop, std::min(2u, request_.options.maxThreads));
-    fuse_session_loop_mt(fuse_.session, loop);
-    fuse_loop_cfg_destroy(loop);
+    fuse_.serve(request_.options.maxThreads);
     // However the session ended (the FUSE connection aborted, too), the mount is over.
     std::uint64_t one = 1;
     [[maybe_unused]] auto n = ::write(over_.get(), &one, sizeof one);

@@ -24,6 +24,7 @@ void replyAttr(BasicFs& fs, fuse_req_t req, fuse_ino_t ino, const char* op,
     return;
   }
   if (((*attr)->mode & S_IFMT) == S_IFDIR) fs.dirAttrs().store(ino, **attr);
+  fs.openData().drop(ino);
   struct stat st = fs.statOf(**attr);
   fuse_reply_attr(req, &st, fs.timeouts().attr);
 }
@@ -110,6 +111,7 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int toSet, fuse_
   if (toSet & FUSE_SET_ATTR_SIZE) {
     op.valid |= msg::op::kSize;
     op.size = static_cast<std::uint64_t>(attr->st_size);
+    fs.openData().drop(ino);
   }
   if (toSet & FUSE_SET_ATTR_ATIME_NOW) {
     op.valid |= msg::op::kAtimeNow;

@@ -31,21 +31,40 @@ int writeBehindOutcome(BasicFs& fs, const Result<Answer>& answer, std::size_t si
 void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   BasicFs& fs = BasicFs::of(req);
   fuse_file_info info = *fi;
-  fs.send(fs.request(req, ino, msg::op::Open{static_cast<std::uint32_t>(fi->flags)}),
-          [&fs, req, ino, info](Result<Answer> a) mutable {
-            auto opened = expect<msg::body::Opened>(fs, "open", a);
-            if (!opened) {
-              fuse_reply_err(req, opened.error().value);
-              return;
-            }
-            if (auto valid = checkHandle((*opened)->handle); !valid) {
-              fuse_reply_err(req, fs.refuse("open", valid.error()));
-              return;
-            }
-            info.fh = (*opened)->handle;
-            info.keep_cache = fs.hostPushesChanges() ? 1 : 0;
-            if (fuse_reply_open(req, &info) != 0) releaseOnHost(fs, req, ino, info.fh);
-          });
+  msg::Request request = fs.request(req, ino, msg::op::Open{static_cast<std::uint32_t>(fi->flags)});
+  // A file opened only to be read comes with its first bytes, for the kernel's first read.
+  if (fs.hostPushesChanges() && (fi->flags & O_ACCMODE) == O_RDONLY &&
+      (fi->flags & (O_DIRECT | O_TRUNC)) == 0) {
+    request.openData = fs.openData().asking(ino);
+  }
+  const std::uint32_t asked = request.openData;
+  fs.send(request, [&fs, req, ino, info, asked](Result<Answer> a) mutable {
+    auto opened = expect<msg::body::Opened>(fs, "open", a);
+    Check valid = opened ? checkHandle((*opened)->handle) : Check{};
+    if (opened && valid && a->payload.size() > asked) {
+      valid = Fail{"sent " + std::to_string(a->payload.size()) + " bytes of the file where " +
+                   std::to_string(asked) + " were asked"};
+    }
+    if (asked != 0) {
+      fs.openData().opened(ino, opened && valid ? std::optional((*opened)->handle) : std::nullopt,
+                           opened && valid ? a->payload : std::span<const std::byte>{}, asked);
+    }
+    if (!opened) {
+      fuse_reply_err(req, opened.error().value);
+      return;
+    }
+    if (!valid) {
+      if (checkHandle((*opened)->handle)) releaseOnHost(fs, req, ino, (*opened)->handle);
+      fuse_reply_err(req, fs.refuse("open", valid.error()));
+      return;
+    }
+    info.fh = (*opened)->handle;
+    info.keep_cache = fs.hostPushesChanges() ? 1 : 0;
+    if (fuse_reply_open(req, &info) != 0) {
+      fs.openData().released(info.fh);
+      releaseOnHost(fs, req, ino, info.fh);
+    }
+  });
 }
 
 void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
@@ -87,8 +106,13 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fu
 void read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   BasicFs& fs = BasicFs::of(req);
   size = std::min<size_t>(size, limits::kMaxIoBytes);
+  if (auto kept = fs.openData().read(fi->fh, ino, static_cast<std::uint64_t>(off),
+                                     static_cast<std::uint32_t>(size))) {
+    fuse_reply_buf(req, reinterpret_cast<const char*>(kept->data()), kept->size());
+    return;
+  }
   msg::op::Read op{static_cast<std::uint64_t>(off), static_cast<std::uint32_t>(size)};
-  fs.send(fs.request(req, ino, op, nullptr, fi->fh), [&fs, req, size](Result<Answer> a) {
+  fs.send(fs.request(req, ino, op, nullptr, fi->fh), [&fs, req, ino, size](Result<Answer> a) {
     auto data = expect<msg::body::Data>(fs, "read", a);
     if (!data) {
       fuse_reply_err(req, data.error().value);
@@ -98,6 +122,7 @@ void read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info
       fuse_reply_err(req, fs.refuse("read", valid.error()));
       return;
     }
+    if (fs.hostPushesChanges()) fs.openData().wasRead(ino);
     fuse_reply_buf(req, reinterpret_cast<const char*>(a->payload.data()), a->payload.size());
   });
 }
@@ -109,6 +134,7 @@ void write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t o
     fuse_reply_err(req, EINVAL);
     return;
   }
+  fs.openData().drop(ino);
   msg::op::Write op{static_cast<std::uint64_t>(off), static_cast<std::uint32_t>(fi->flags)};
   const msg::Request request = fs.request(req, ino, op, nullptr, fi->fh);
   const auto data = std::span(reinterpret_cast<const std::byte*>(buf), size);
@@ -172,6 +198,7 @@ void flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 
 void release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   BasicFs& fs = BasicFs::of(req);
+  fs.openData().released(fi->fh);
   fs.send(fs.request(req, ino, msg::op::Release{}, nullptr, fi->fh),
           [&fs, req](Result<Answer> a) { replyStatus(fs, req, "release", a); });
 }
@@ -196,6 +223,7 @@ void fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t len
     fuse_reply_err(req, EINVAL);
     return;
   }
+  fs.openData().drop(ino);
   msg::op::Fallocate op{mode, static_cast<std::uint64_t>(offset), static_cast<std::uint64_t>(length)};
   fs.send(fs.request(req, ino, op, nullptr, fi->fh),
           [&fs, req](Result<Answer> a) { replyStatus(fs, req, "fallocate", a); });

@@ -52,6 +52,7 @@ void replyEntries(BasicFs& fs, fuse_req_t req, size_t size, std::uint64_t offset
       bool linked = false;
       if (d.entry) {
         if (auto known = fs.nodes().learn(*d.entry); known) {
+          fs.openData().drop(d.entry->node);
           param = fs.entryParam(*d.entry);
           linked = true;
         } else {

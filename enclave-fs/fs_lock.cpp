@@ -34,6 +34,7 @@ void replyLocked(BasicFs& fs, fuse_req_t req, fuse_ino_t ino, const char* op, bo
     fuse_reply_err(req, 0);
     return;
   }
+  fs.openData().changed(ino);
   fs.invalidator().invalidateThen(ino, [req] { fuse_reply_err(req, 0); });
 }
 

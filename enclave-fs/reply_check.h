@@ -60,7 +60,10 @@ Result<const Body*> expect(Fs& fs, const char* op, const Result<Answer>& answer)
   }
   const Body* body = std::get_if<Body>(&reply.body);
   if (body == nullptr) return Errno{fs.refuse(op, "reply has the wrong body")};
-  if (!std::is_same_v<Body, msg::body::Data> && !answer->payload.empty()) {
+  // Data comes with a read, and the file's first bytes with an open that asked for them.
+  constexpr bool mayCarryPayload =
+      std::is_same_v<Body, msg::body::Data> || std::is_same_v<Body, msg::body::Opened>;
+  if (!mayCarryPayload && !answer->payload.empty()) {
     return Errno{fs.refuse(op, "reply carries an unexpected payload")};
   }
   return body;

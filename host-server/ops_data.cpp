@@ -22,6 +22,17 @@ bool writes(std::uint32_t flags) {
   return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC) != 0;
 }
 
+// Up to `size` bytes of `fd` from `offset`; fewer at the end of the file.
+Co<Result<Bytes>> readAt(Session& s, int fd, std::uint64_t offset, std::uint32_t size) {
+  Bytes data = Bytes::allocate(size);
+  int n = co_await inMemoryOrRing(
+      s, [&] { return ::pread(fd, data.data.get(), size, static_cast<off_t>(offset)); },
+      [&](io_uring_sqe* sqe) { io_uring_prep_read(sqe, fd, data.data.get(), size, offset); });
+  if (n < 0) co_return Errno{-n};
+  data.size = static_cast<std::size_t>(n);
+  co_return data;
+}
+
 }  // namespace
 
 Co<Outcome> open(Session& s, const msg::Request& r, const msg::op::Open& op) {
@@ -30,6 +41,7 @@ Co<Outcome> open(Session& s, const msg::Request& r, const msg::op::Open& op) {
   if ((*node)->type == S_IFDIR) co_return failure(EISDIR);
   if ((*node)->type != S_IFREG) co_return failure(EINVAL);
   if (s.readOnly() && writes(op.flags)) co_return failure(EROFS);
+  if (r.openData > limits::kMaxOpenDataBytes) co_return failure(EINVAL);
   const std::string path = procPath((*node)->fd.get());
   const int flags = static_cast<int>(op.flags & kPassedOpenFlags) | O_CLOEXEC | O_NONBLOCK;
   int fd = regularOrClosed(co_await inMemoryOrRing(
@@ -37,9 +49,16 @@ Co<Outcome> open(Session& s, const msg::Request& r, const msg::op::Open& op) {
       [&](io_uring_sqe* sqe) { io_uring_prep_openat(sqe, AT_FDCWD, path.c_str(), flags, 0); }));
   if (fd < 0) co_return failure(-fd);
   auto file = std::make_shared<OpenFile>(OpenFile{UniqueFd(fd), *node, false, {}});
-  auto handle = s.handles().add(std::move(file));
+  auto handle = s.handles().add(file);
   if (!handle) co_return failure(handle.error().value);
-  co_return success(msg::body::Opened{*handle});
+  Outcome out = success(msg::body::Opened{*handle});
+  // The file's first bytes, which the enclave's first read would ask for next. A read that
+  // fails here (a file opened for writing only) is left to that read.
+  if (r.openData > 0 && (op.flags & O_ACCMODE) != O_WRONLY) {
+    auto data = co_await readAt(s, file->fd.get(), 0, r.openData);
+    if (data) out.payload = std::move(*data);
+  }
+  co_return out;
 }
 
 Co<Outcome> create(Session& s, const msg::Request& r, const msg::op::Create& op) {
@@ -76,15 +95,10 @@ Co<Outcome> read(Session& s, const msg::Request& r, const msg::op::Read& op) {
   auto file = findHandle(s, r.handle, false);
   if (!file) co_return failure(file.error().value);
   if (op.size > limits::kMaxIoBytes) co_return failure(EINVAL);
-  Bytes data = Bytes::allocate(op.size);
-  const int fd = (*file)->fd.get();
-  int n = co_await inMemoryOrRing(
-      s, [&] { return ::pread(fd, data.data.get(), op.size, static_cast<off_t>(op.offset)); },
-      [&](io_uring_sqe* sqe) { io_uring_prep_read(sqe, fd, data.data.get(), op.size, op.offset); });
-  if (n < 0) co_return failure(-n);
-  data.size = static_cast<std::size_t>(n);
+  auto data = co_await readAt(s, (*file)->fd.get(), op.offset, op.size);
+  if (!data) co_return failure(data.error().value);
   Outcome out = success(msg::body::Data{});
-  out.payload = std::move(data);
+  out.payload = std::move(*data);
   co_return out;
 }
 

@@ -145,6 +145,9 @@ struct Request {
     sectorWriteZeroes @42 :SectorRange;
   }
   lockOwner @37 :UInt64;  # flush: the POSIX lock owner whose locks a close drops
+  # open: how many of the file's first bytes the client wants in the reply's payload (at
+  # most limits::kMaxOpenDataBytes; 0 = none). Fewer come back when the file is shorter.
+  openData @43 :UInt32;
 }
 
 # A byte-range lock, as fcntl describes it; `end` is inclusive (~0 = to the end of file).

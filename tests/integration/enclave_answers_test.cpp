@@ -1,9 +1,10 @@
 // What the enclave answers without asking the host, and that those answers stay true.
 //
-// With the host pushing changes (the default), the mount answers three kinds of request
+// With the host pushing changes (the default), the mount answers four kinds of request
 // itself: a directory's attributes (the host sends them with every change), a lookup that
-// failed before (a negative entry, until the host reports the name), and the flush of a close
-// on a file no process here ever locked. Each test counts the requests the host served
+// failed before (a negative entry, until the host reports the name), the flush of a close
+// on a file no process here ever locked, and the first read of a file opened to be read
+// (its first bytes come with the open). Each test counts the requests the host served
 // (enclavefs-inspect status) to show the round trip is gone, and compares what the mount
 // answers with what the host's own system calls say, also after changes made on the host and
 // through a second mount.
@@ -222,4 +223,68 @@ TEST_CASE("a lookup in a directory this mount made is answered in the enclave, u
   REQUIRE(::rename((rig.a / "d/f1").c_str(), (rig.a / "d/renamed").c_str()) == 0);
   CHECK(::stat((rig.a / "d/renamed").c_str(), &st) == 0);
   CHECK(::stat((rig.a / "d/f1").c_str(), &st) == -1);
+}
+
+// pread of `size` bytes at `offset`, as a string.
+std::string preadString(int fd, std::size_t size, off_t offset) {
+  std::string out(size, '\0');
+  ssize_t n = ::pread(fd, out.data(), size, offset);
+  REQUIRE_MESSAGE(n >= 0, std::strerror(errno));
+  out.resize(static_cast<std::size_t>(n));
+  return out;
+}
+
+TEST_CASE("a file opened to be read comes with its first bytes, which stand only while nothing "
+          "changed the file") {
+  Rig rig;
+  std::vector<std::string> contents;
+  for (int i = 0; i < 10; ++i) {
+    contents.push_back(std::string(3000 + i, static_cast<char>('a' + i)));
+    writeFile(rig.host("small" + std::to_string(i)), contents.back());
+  }
+  std::string large(300 * 1024, '\0');
+  for (std::size_t i = 0; i < large.size(); ++i) large[i] = static_cast<char>('0' + i % 37);
+  writeFile(rig.host("large"), large);
+
+  auto before = rig.served();
+  for (int i = 0; i < 10; ++i) CHECK(readFile(rig.a / ("small" + std::to_string(i))) == contents[i]);
+  auto after = rig.served();
+  CHECK(after["open"] - before["open"] == 10);
+  CHECK(after["read"] - before["read"] == 0);
+  // Beyond the first 128 KiB, reads go to the host.
+  CHECK(readFile(rig.a / "large") == large);
+  CHECK(rig.served()["read"] - after["read"] >= 1);
+
+  SUBCASE("changed on the host between the open and the read") {
+    writeFile(rig.host("f"), "before");
+    int fd = ::open((rig.a / "f").c_str(), O_RDONLY);
+    REQUIRE(fd >= 0);
+    writeFile(rig.host("f"), "after the open");
+    CHECK(seenWithin100ms([&] { return statOf(rig.a / "f").st_size == 14; }));
+    CHECK(preadString(fd, 100, 0) == "after the open");
+    ::close(fd);
+  }
+  SUBCASE("changed through the other mount between the open and the read") {
+    writeFile(rig.host("f"), "before");
+    int fd = ::open((rig.a / "f").c_str(), O_RDONLY);
+    REQUIRE(fd >= 0);
+    writeFile(rig.b / "f", "from the other mount");
+    CHECK(seenWithin100ms([&] { return statOf(rig.a / "f").st_size == 20; }));
+    CHECK(preadString(fd, 100, 0) == "from the other mount");
+    ::close(fd);
+  }
+  SUBCASE("changed through this mount between the open and the read") {
+    writeFile(rig.host("f"), "0123456789");
+    int reader = ::open((rig.a / "f").c_str(), O_RDONLY);
+    REQUIRE(reader >= 0);
+    int writer = ::open((rig.a / "f").c_str(), O_WRONLY);
+    REQUIRE(writer >= 0);
+    // Part of a page: the kernel caches no page of it and reads the page from the host.
+    REQUIRE(::pwrite(writer, "XY", 2, 3) == 2);
+    CHECK(preadString(reader, 100, 0) == "012XY56789");
+    REQUIRE(::ftruncate(writer, 4) == 0);
+    CHECK(preadString(reader, 100, 0) == "012X");
+    ::close(writer);
+    ::close(reader);
+  }
 }

@@ -885,6 +885,17 @@ TEST_CASE("an open reply with handle 0 gives EIO") {
   checkStillServing(scene.m(), scene.daemon);
 }
 
+TEST_CASE("an open reply carrying more file bytes than were asked for gives EIO") {
+  Scene scene([](FakeConn& conn, std::uint64_t id, const msg::Request& r) {
+    if (!std::holds_alternative<msg::op::Open>(r.op) || r.node != kLiarNode) return false;
+    std::vector<std::byte> data(limits::kMaxOpenDataBytes + 1, std::byte{'x'});
+    conn.reply(id, ok(msg::body::Opened{kLiarHandle}), data);
+    return true;
+  });
+  checkFails(withFile(scene.m().path(), scene / "liar", O_RDONLY, readSome), EIO);
+  checkStillServing(scene.m(), scene.daemon);
+}
+
 TEST_CASE("a getattr reply that changes a known node's file type gives EIO") {
   auto flip = std::make_shared<std::atomic<bool>>(false);
   // attr_timeout=0: every stat asks the host again.

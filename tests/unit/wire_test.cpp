@@ -415,6 +415,8 @@ TEST_CASE("every operation round-trips through encode and decode with all its fi
     request.name = "name-" + std::to_string(n);
     request.caller = {1000 + static_cast<std::uint32_t>(n), 0xffff'fff0u};
     request.op = op;
+    request.lockOwner = 0x2000'0000'0000'0003ull + n;
+    request.openData = 128 * 1024 - static_cast<std::uint32_t>(n);
     ++n;
     auto back = w::decodeRequest(w::encode(request));
     REQUIRE_MESSAGE(back.ok(), back.error());
@@ -423,6 +425,8 @@ TEST_CASE("every operation round-trips through encode and decode with all its fi
     CHECK(back->name == request.name);
     CHECK(back->caller.uid == request.caller.uid);
     CHECK(back->caller.gid == request.caller.gid);
+    CHECK(back->lockOwner == request.lockOwner);
+    CHECK(back->openData == request.openData);
     expectSameVariant(request.op, back->op);
   }
   CHECK(covered.size() == std::variant_size_v<msg::Op>);
