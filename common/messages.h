@@ -247,6 +247,7 @@ struct Request {
   Op op;
   std::uint64_t lockOwner = 0;  // flush: whose POSIX locks the close drops
   std::uint32_t openData = 0;   // open: how many leading file bytes to send with the reply
+  bool noAtime = false;         // opendir: leave the directory's access time alone
 };
 
 // Reply bodies.

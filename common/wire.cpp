@@ -467,6 +467,7 @@ Words encode(const msg::Request& request) {
   putOp(b, request.op);
   b.setLockOwner(request.lockOwner);
   b.setOpenData(request.openData);
+  b.setNoAtime(request.noAtime);
   return capnp::messageToFlatArray(builder);
 }
 
@@ -542,6 +543,7 @@ Result<msg::Request, std::string> decodeRequest(WordsView words) {
     request.op = getOp(r);
     request.lockOwner = r.getLockOwner();
     request.openData = r.getOpenData();
+    request.noAtime = r.getNoAtime();
     return request;
   });
 }

@@ -12,11 +12,9 @@ BasicFs::BasicFs(Connection& connection, CachePolicy cache, FsPolicy policy,
       invalidator_(invalidator),
       dirAttrs_(std::chrono::duration<double>(cache.timeouts.attr)),
       completeDirs_(std::chrono::duration<double>(cache.timeouts.entry),
-                    [this](std::vector<msg::op::ForgetItem> held) {
-                      invalidator_.later([this, held = std::move(held)]() mutable {
-                        forgetOnHost(std::move(held));
-                      });
-                    }),
+                    [this](std::vector<msg::op::ForgetItem> held) { giveBackLater(std::move(held)); }),
+      listedDirs_(std::chrono::duration<double>(cache.timeouts.entry),
+                  [this](std::vector<msg::op::ForgetItem> held) { giveBackLater(std::move(held)); }),
       log_(logger("mount")) {
   nodes_.addRoot(connection.welcome().root.mode);
 }
@@ -31,6 +29,10 @@ msg::Request BasicFs::request(fuse_req_t req, fuse_ino_t node, msg::Op op, const
   r.caller = {ctx->uid, ctx->gid};
   r.op = std::move(op);
   return r;
+}
+
+void BasicFs::giveBackLater(std::vector<msg::op::ForgetItem> items) {
+  invalidator_.later([this, items = std::move(items)]() mutable { forgetOnHost(std::move(items)); });
 }
 
 void BasicFs::forgetOnHost(std::vector<msg::op::ForgetItem> items) {
@@ -108,7 +110,11 @@ void replyEntry(BasicFs& fs, fuse_req_t req, const char* op, const Result<Answer
     fuse_reply_err(req, entry.error().value);
     return;
   }
-  const msg::Entry& e = **entry;
+  replyWithEntry(fs, req, op, **entry, expectedType);
+}
+
+void replyWithEntry(BasicFs& fs, fuse_req_t req, const char* op, const msg::Entry& e,
+                    std::uint32_t expectedType) {
   Check valid = expectedType != 0 ? checkEntryType(e, expectedType) : checkEntry(e);
   if (valid) valid = fs.nodes().learn(e);
   if (!valid) {
@@ -117,7 +123,7 @@ void replyEntry(BasicFs& fs, fuse_req_t req, const char* op, const Result<Answer
     fuse_reply_err(req, fs.refuse(op, valid.error()));
     return;
   }
-  fs.openData().drop(e.node);
+  fs.attrsSeen(e.node);
   fuse_entry_param param = fs.entryParam(e);
   if (fuse_reply_entry(req, &param) != 0) {
     // The request was interrupted: the kernel did not take the reference.

@@ -29,6 +29,7 @@
 #include "enclave-fs/connection.h"
 #include "enclave-fs/dir_attr_cache.h"
 #include "enclave-fs/invalidator.h"
+#include "enclave-fs/listed_dirs.h"
 #include "enclave-fs/node_registry.h"
 #include "enclave-fs/open_data.h"
 #include "enclave-fs/reply_check.h"
@@ -77,6 +78,8 @@ class BasicFs {
   }
   // Gives the host back lookup counts (the registry is the caller's to update).
   void forgetOnHost(std::vector<msg::op::ForgetItem> items);
+  // The same, sent from the invalidator thread: for callers that may be the receiver.
+  void giveBackLater(std::vector<msg::op::ForgetItem> items);
 
   // Logs why a reply was refused and yields the errno the application sees.
   int refuse(const char* op, const std::string& why) const;
@@ -92,13 +95,21 @@ class BasicFs {
   DirAttrCache& dirAttrs() { return dirAttrs_; }
   // Directories whose every entry is known (complete_dirs.h), while the host pushes changes.
   CompleteDirs& completeDirs() { return completeDirs_; }
+  // Listings of directories where lookups miss (listed_dirs.h), while the host pushes changes.
+  ListedDirs& listedDirs() { return listedDirs_; }
   // A request that may make `name` in `dir` is being sent.
-  void mayMake(msg::NodeId dir, const char* name) { completeDirs_.mayBePresent(dir, name); }
+  void mayMake(msg::NodeId dir, const char* name) {
+    completeDirs_.mayBePresent(dir, name);
+    listedDirs_.nameChanged(dir);
+  }
+  // A request that may remove or move a name out of `dir` is being sent.
+  void mayRemove(msg::NodeId dir) { listedDirs_.nameChanged(dir); }
   // The kernel forgot the node, giving back its last `count` lookups: drops what is kept of
   // it. False if the lookups are held for the host instead (complete_dirs.h).
   bool mustGiveBack(msg::NodeId node, std::uint64_t count) {
     dirAttrs_.drop(node);
     openData_.forgotten(node);
+    listedDirs_.nodeChanged(node);
     return !completeDirs_.holdLookups(node, count);
   }
 
@@ -112,6 +123,17 @@ class BasicFs {
   WriteBehind& pendingWrites() { return pendingWrites_; }
   // File bytes that came with opens (open_data.h), while the host pushes changes.
   OpenData& openData() { return openData_; }
+  // This mount writes, truncates, allocates or otherwise sets attributes of `node`: what is
+  // kept of it from before (its first bytes, a listed entry's attributes) may be stale.
+  void modifying(msg::NodeId node) {
+    openData_.drop(node);
+    listedDirs_.nodeChanged(node);
+  }
+  // A reply gives the kernel attributes of `node`, newer than what may be kept of it.
+  void attrsSeen(msg::NodeId node) {
+    openData_.drop(node);
+    listedDirs_.attrsSeen(node);
+  }
   const FsPolicy& policy() const { return policy_; }
   Connection& connection() { return connection_; }
   Invalidator& invalidator() { return invalidator_; }
@@ -125,6 +147,7 @@ class BasicFs {
   NodeRegistry nodes_;
   DirAttrCache dirAttrs_;
   CompleteDirs completeDirs_;
+  ListedDirs listedDirs_;
   WriteBehind pendingWrites_;
   OpenData openData_;
   std::shared_ptr<spdlog::logger> log_;
@@ -136,11 +159,18 @@ void replyStatus(BasicFs& fs, fuse_req_t req, const char* op, const Result<Answe
 // Replies with an entry for a new or looked-up name. `expectedType` (S_IF*) or 0 for any.
 void replyEntry(BasicFs& fs, fuse_req_t req, const char* op, const Result<Answer>& answer,
                 std::uint32_t expectedType = 0);
+// The same for an entry the host sent earlier, whose host lookup the caller holds.
+void replyWithEntry(BasicFs& fs, fuse_req_t req, const char* op, const msg::Entry& entry,
+                    std::uint32_t expectedType = 0);
 
 const fuse_lowlevel_ops& basicOperations();
 
 // Operation entry points (FUSE lowlevel signatures).
 namespace fs {
+// Lists directory `listing.node` into fs.listedDirs() (listed_dirs.h) as `listing.caller`,
+// in the background: opendir (leaving the access time alone), then readdirplus until the
+// end or ListedDirs::kMaxEntries, releasedir. Not from the receiver thread.
+void listForLookups(BasicFs& fs, msg::Request listing);
 void lookup(fuse_req_t req, fuse_ino_t parent, const char* name);
 void forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup);
 void forgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forgets);

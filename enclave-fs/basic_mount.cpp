@@ -55,6 +55,7 @@ int runBasicMount(MountRequest request) {
              options.policy, invalidator);
   conn.onNotify([&fs, &invalidator](msg::Notify notify) {
     fs.completeDirs().changed(notify);
+    for (const auto& e : notify.entries) fs.listedDirs().nameChanged(e.parent);
     // New copies replace old ones before any is dropped, so no getattr in between misses.
     fs.keepDirAttrs(notify.dirAttrs);
     std::unordered_set<msg::NodeId> fresh;
@@ -62,6 +63,7 @@ int runBasicMount(MountRequest request) {
     for (msg::NodeId node : notify.inodes) {
       if (!fresh.contains(node)) fs.dirAttrs().drop(node);
       fs.openData().changed(node);
+      fs.listedDirs().nodeChanged(node);
     }
     invalidator.post(std::move(notify));
   });

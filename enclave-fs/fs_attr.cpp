@@ -24,7 +24,7 @@ void replyAttr(BasicFs& fs, fuse_req_t req, fuse_ino_t ino, const char* op,
     return;
   }
   if (((*attr)->mode & S_IFMT) == S_IFDIR) fs.dirAttrs().store(ino, **attr);
-  fs.openData().drop(ino);
+  fs.attrsSeen(ino);
   struct stat st = fs.statOf(**attr);
   fuse_reply_attr(req, &st, fs.timeouts().attr);
 }
@@ -44,17 +44,31 @@ void lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
     none.entry_timeout = fs.timeouts().entry;
     fuse_reply_entry(req, &none);
   };
-  if (fs.hostPushesChanges() && fs.completeDirs().surelyAbsent(parent, name)) {
-    replyAbsent();
-    return;
-  }
-  fs.send(fs.request(req, parent, msg::op::Lookup{}, name), [&fs, req, replyAbsent](Result<Answer> a) {
-    if (a && a->reply.error == ENOENT && fs.hostPushesChanges()) {
+  if (fs.hostPushesChanges()) {
+    if (fs.completeDirs().surelyAbsent(parent, name)) {
       replyAbsent();
       return;
     }
-    replyEntry(fs, req, "lookup", a);
-  });
+    if (auto listed = fs.listedDirs().take(parent, name)) {
+      replyWithEntry(fs, req, "lookup", *listed);
+      return;
+    }
+  }
+  // Made here: `req` is answered before a listing this lookup may start is sent.
+  msg::Request listing = fs.request(req, parent, msg::op::OpenDir{});
+  fs.send(fs.request(req, parent, msg::op::Lookup{}, name),
+          [&fs, req, replyAbsent, listing](Result<Answer> a) {
+            if (a && a->reply.error == ENOENT && fs.hostPushesChanges()) {
+              replyAbsent();
+              return;
+            }
+            // Only found names count: a listing answers no missing ones.
+            if (a && a->reply.error == 0 && fs.hostPushesChanges() &&
+                fs.listedDirs().foundOnHost(listing.node)) {
+              fs.invalidator().later([&fs, listing] { listForLookups(fs, listing); });
+            }
+            replyEntry(fs, req, "lookup", a);
+          });
 }
 
 void forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
@@ -95,6 +109,7 @@ void getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
 
 void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int toSet, fuse_file_info* fi) {
   BasicFs& fs = BasicFs::of(req);
+  fs.modifying(ino);
   msg::op::SetAttr op;
   if (toSet & FUSE_SET_ATTR_MODE) {
     op.valid |= msg::op::kMode;
@@ -111,7 +126,6 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int toSet, fuse_
   if (toSet & FUSE_SET_ATTR_SIZE) {
     op.valid |= msg::op::kSize;
     op.size = static_cast<std::uint64_t>(attr->st_size);
-    fs.openData().drop(ino);
   }
   if (toSet & FUSE_SET_ATTR_ATIME_NOW) {
     op.valid |= msg::op::kAtimeNow;

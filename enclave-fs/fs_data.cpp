@@ -134,7 +134,7 @@ void write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t o
     fuse_reply_err(req, EINVAL);
     return;
   }
-  fs.openData().drop(ino);
+  fs.modifying(ino);
   msg::op::Write op{static_cast<std::uint64_t>(off), static_cast<std::uint32_t>(fi->flags)};
   const msg::Request request = fs.request(req, ino, op, nullptr, fi->fh);
   const auto data = std::span(reinterpret_cast<const std::byte*>(buf), size);
@@ -223,7 +223,7 @@ void fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t len
     fuse_reply_err(req, EINVAL);
     return;
   }
-  fs.openData().drop(ino);
+  fs.modifying(ino);
   msg::op::Fallocate op{mode, static_cast<std::uint64_t>(offset), static_cast<std::uint64_t>(length)};
   fs.send(fs.request(req, ino, op, nullptr, fi->fh),
           [&fs, req](Result<Answer> a) { replyStatus(fs, req, "fallocate", a); });

@@ -52,7 +52,7 @@ void replyEntries(BasicFs& fs, fuse_req_t req, size_t size, std::uint64_t offset
       bool linked = false;
       if (d.entry) {
         if (auto known = fs.nodes().learn(*d.entry); known) {
-          fs.openData().drop(d.entry->node);
+          fs.attrsSeen(d.entry->node);
           param = fs.entryParam(*d.entry);
           linked = true;
         } else {
@@ -108,7 +108,61 @@ void readEntries(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_fi
   });
 }
 
+// One readdirplus of a listing at `offset`, `count` entries in. Its reply arrives on the
+// receiver thread, which sends nothing itself: the next step goes out from the invalidator
+// thread.
+void readListing(BasicFs& fs, msg::Request request, std::uint64_t offset, std::size_t count) {
+  request.op = msg::op::ReadDir{offset, limits::kMaxReadDirBytes, true};
+  fs.send(request, [&fs, request, offset, count](Result<Answer> a) {
+    const msg::NodeId dir = request.node;
+    auto endListing = [&fs, &request, dir] {
+      fs.listedDirs().finished(dir);
+      msg::Request release = request;
+      release.op = msg::op::ReleaseDir{};
+      fs.invalidator().later([&fs, release] { fs.send(release, [](Result<Answer>) {}); });
+    };
+    auto entries = expect<msg::body::Entries>(fs, "readdirplus", a);
+    Check valid = entries ? checkDirEntries(**entries, offset, true) : Check{};
+    if (!entries || !valid) {
+      std::vector<msg::op::ForgetItem> giveBack;
+      if (entries) {
+        fs.refuse("readdirplus", valid.error());
+        for (const auto& d : (*entries)->items) {
+          if (d.entry && d.entry->node != 0) giveBack.push_back({d.entry->node, 1});
+        }
+      }
+      if (!giveBack.empty()) fs.giveBackLater(std::move(giveBack));
+      endListing();
+      return;
+    }
+    const std::vector<msg::body::DirEntry>& items = (*entries)->items;
+    fs.listedDirs().add(dir, items);
+    const std::size_t listed = count + items.size();
+    if (items.empty() || listed >= ListedDirs::kMaxEntries) {
+      endListing();
+      return;
+    }
+    const std::uint64_t next = items.back().nextOffset;
+    fs.invalidator().later([&fs, request, next, listed] { readListing(fs, request, next, listed); });
+  });
+}
+
 }  // namespace
+
+void listForLookups(BasicFs& fs, msg::Request listing) {
+  const msg::NodeId dir = listing.node;
+  listing.op = msg::op::OpenDir{};
+  listing.noAtime = true;  // the application did not list the directory
+  fs.send(listing, [&fs, listing, dir](Result<Answer> a) mutable {
+    auto opened = expect<msg::body::Opened>(fs, "opendir", a);
+    if (!opened || !checkHandle((*opened)->handle)) {
+      fs.listedDirs().finished(dir);
+      return;
+    }
+    listing.handle = (*opened)->handle;
+    fs.invalidator().later([&fs, listing] { readListing(fs, listing, 0, 0); });
+  });
+}
 
 void mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
   if (nameTooLong(req, name)) return;
@@ -136,6 +190,7 @@ void mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
 void unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
   if (nameTooLong(req, name)) return;
   BasicFs& fs = BasicFs::of(req);
+  fs.mayRemove(parent);
   fs.send(fs.request(req, parent, msg::op::Unlink{}, name),
           [&fs, req](Result<Answer> a) { replyStatus(fs, req, "unlink", a); });
 }
@@ -143,6 +198,7 @@ void unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
 void rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
   if (nameTooLong(req, name)) return;
   BasicFs& fs = BasicFs::of(req);
+  fs.mayRemove(parent);
   fs.send(fs.request(req, parent, msg::op::RemoveDir{}, name),
           [&fs, req](Result<Answer> a) { replyStatus(fs, req, "rmdir", a); });
 }
@@ -190,6 +246,7 @@ void rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newP
   BasicFs& fs = BasicFs::of(req);
   msg::op::Rename op{newParent, newName, flags};
   fs.mayMake(newParent, newName);
+  fs.mayRemove(parent);
   if ((flags & RENAME_EXCHANGE) != 0) fs.mayMake(parent, name);
   fs.send(fs.request(req, parent, op, name), [&fs, req](Result<Answer> a) {
     // A directory it moved changed too (ctime, ".."), and no frame names it.

@@ -20,6 +20,10 @@ struct OpenFile {
   UniqueFd fd;
   NodeRef node;
   bool directory = false;
+  // A directory the client lists of its own accord (Request.noAtime): its entries take
+  // nodes only from the first half of the node table, so that they never crowd out the
+  // client's own lookups.
+  bool speculative = false;
   // Lock owners that took locks through this handle: an OFD lock owner's locks end with it.
   std::unordered_set<std::uint64_t> lockOwners;
 };

@@ -65,6 +65,9 @@ class NodeTable {
   std::size_t lockOwners() const;
   // No new node fits: an operation that would make one must fail before it changes anything.
   bool full() const { return byId_.size() >= limit_; }
+  // At least half the nodes this connection may hold are in use: what a client asks for on
+  // speculation (a listing it made of its own accord) gets no more of them.
+  bool halfFull() const { return byId_.size() >= limit_ / 2; }
 
  private:
   std::size_t limit_;

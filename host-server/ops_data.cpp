@@ -48,7 +48,7 @@ Co<Outcome> open(Session& s, const msg::Request& r, const msg::op::Open& op) {
       s, [&] { return ::openat(AT_FDCWD, path.c_str(), flags, 0); },
       [&](io_uring_sqe* sqe) { io_uring_prep_openat(sqe, AT_FDCWD, path.c_str(), flags, 0); }));
   if (fd < 0) co_return failure(-fd);
-  auto file = std::make_shared<OpenFile>(OpenFile{UniqueFd(fd), *node, false, {}});
+  auto file = std::make_shared<OpenFile>(OpenFile{UniqueFd(fd), *node, false, false, {}});
   auto handle = s.handles().add(file);
   if (!handle) co_return failure(handle.error().value);
   Outcome out = success(msg::body::Opened{*handle});
@@ -82,7 +82,7 @@ Co<Outcome> create(Session& s, const msg::Request& r, const msg::op::Create& op)
   }
   auto entry = co_await lookupName(s, **parent, r.name);
   if (!entry) co_return failure(entry.error().value);
-  auto file = std::make_shared<OpenFile>(OpenFile{std::move(opened), s.nodes().find(entry->node), false, {}});
+  auto file = std::make_shared<OpenFile>(OpenFile{std::move(opened), s.nodes().find(entry->node), false, false, {}});
   auto handle = s.handles().add(std::move(file));
   if (!handle) {
     s.nodes().forget(entry->node, 1);

@@ -205,12 +205,12 @@ Co<Outcome> opendir(Session& s, const msg::Request& r) {
   if (!node) co_return failure(node.error().value);
   if ((*node)->type != S_IFDIR) co_return failure(ENOTDIR);
   const int dirFd = (*node)->fd.get();
-  constexpr int kFlags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
+  const int flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC | (r.noAtime ? O_NOATIME : 0);
   int fd = co_await inMemoryOrRing(
-      s, [&] { return ::openat(dirFd, ".", kFlags); },
-      [&](io_uring_sqe* sqe) { io_uring_prep_openat(sqe, dirFd, ".", kFlags, 0); });
+      s, [&] { return ::openat(dirFd, ".", flags); },
+      [&](io_uring_sqe* sqe) { io_uring_prep_openat(sqe, dirFd, ".", flags, 0); });
   if (fd < 0) co_return failure(-fd);
-  auto file = std::make_shared<OpenFile>(OpenFile{UniqueFd(fd), *node, true, {}});
+  auto file = std::make_shared<OpenFile>(OpenFile{UniqueFd(fd), *node, true, r.noAtime, {}});
   auto handle = s.handles().add(std::move(file));
   if (!handle) co_return failure(handle.error().value);
   co_return success(msg::body::Opened{*handle});
@@ -227,7 +227,7 @@ Co<Outcome> readdir(Session& s, const msg::Request& r, const msg::op::ReadDir& o
   msg::body::Entries entries;
   entries.items.reserve(listed.size());
   for (Listed& item : listed) {
-    if (item.fd) {
+    if (item.fd && !((*dir)->speculative && s.nodes().halfFull())) {
       auto attr = toAttr(item.st);
       auto node = s.nodes().adopt(std::move(item.fd), item.st);
       if (node) item.dirent.entry = msg::Entry{(*node)->id, 0, attr};

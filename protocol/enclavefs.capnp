@@ -148,6 +148,9 @@ struct Request {
   # open: how many of the file's first bytes the client wants in the reply's payload (at
   # most limits::kMaxOpenDataBytes; 0 = none). Fewer come back when the file is shorter.
   openData @43 :UInt32;
+  # opendir: a listing the client makes of its own accord; the host leaves the directory's
+  # access time alone (O_NOATIME), and fails the open rather than touch it.
+  noAtime @44 :Bool;
 }
 
 # A byte-range lock, as fcntl describes it; `end` is inclusive (~0 = to the end of file).

@@ -180,11 +180,6 @@ void pwriteAll(int fd, const std::string& data, off_t offset) {
   }
 }
 
-// Makes the kernel drop unused dentries and inodes, which sends FUSE FORGETs for them.
-void dropCaches() {
-  Fd fd = openOrThrow("/proc/sys/vm/drop_caches", O_WRONLY);
-  REQUIRE(::write(fd.get(), "3", 1) == 1);
-}
 
 // lstat that waits out ENFILE: forgets reach the host asynchronously after a cache drop.
 struct stat lstatRetryingEnfile(const std::string& path) {
@@ -317,7 +312,7 @@ TEST_CASE("files looked up, forgotten after a cache drop, and looked up again ke
       CHECK(m.st_mode == h.st_mode);
       CHECK(m.st_size == h.st_size);
     }
-    dropCaches();
+    dropKernelCaches();
   }
   // The first round was forgotten; its names resolve again to the same files.
   for (int i = 0; i < kPerRound; ++i) {
@@ -346,7 +341,7 @@ TEST_CASE("names made by create, mkdir, mknod, symlink and link are forgotten by
             }) == 0);
       CHECK(retryingTableFull([&] { return openErrno(e.m("late" + n), O_CREAT | O_WRONLY); }) == 0);
     }
-    dropCaches();
+    dropKernelCaches();
   }
   CHECK(S_ISFIFO(lstatOf(e.h("fifo3-7")).st_mode));
   CHECK(lstatOf(e.h("hard3-7")).st_ino == lstatOf(e.h("file3-7")).st_ino);
@@ -371,7 +366,7 @@ TEST_CASE("entries listed by readdirplus are forgotten by the host after a cache
       CAPTURE(path);
       CHECK(lstatRetryingEnfile(e.m(path)).st_ino == lstatOf(e.h(path)).st_ino);
     }
-    dropCaches();
+    dropKernelCaches();
   }
 }
 
@@ -626,7 +621,7 @@ TEST_CASE("readdir lists a directory of 2000 entries completely, like the host")
   // take many entries per request.
   for (std::size_t bufferSize : {std::size_t{512}, std::size_t{4096}, std::size_t{65536}}) {
     CAPTURE(bufferSize);
-    dropCaches();
+    dropKernelCaches();
     Listing mount = listWithGetdents(e.m("big"), bufferSize);
     CHECK(mount.duplicates == 0);
     CHECK(mount.sawDot);
@@ -695,7 +690,7 @@ TEST_CASE("readdir lists a directory of 2000 entries completely, like the host")
 TEST_CASE("readdirplus (listing while stat'ing every entry) gives each entry the host's attributes") {
   Exported e;
   makeBigDirectory(e.h("big"));
-  dropCaches();
+  dropKernelCaches();
   // Stat'ing children while listing makes the kernel use readdirplus for every batch.
   DIR* d = ::opendir(e.m("big").c_str());
   REQUIRE(d != nullptr);

@@ -288,3 +288,53 @@ TEST_CASE("a file opened to be read comes with its first bytes, which stand only
     ::close(reader);
   }
 }
+
+TEST_CASE("lookups in a directory the mount listed are answered by it, and names made or "
+          "removed anywhere are seen") {
+  Rig rig;
+  REQUIRE(::mkdir(rig.host("many").c_str(), 0755) == 0);
+  auto content = [](int i) { return std::string(static_cast<std::size_t>(i % 50), 'c'); };
+  for (int i = 0; i < 200; ++i) writeFile(rig.host("many/f" + std::to_string(i)), content(i));
+  auto path = [&](int i) { return rig.a / ("many/f" + std::to_string(i)); };
+  const struct stat hostDir = statOf(rig.host("many"));
+
+  // Lookups keep missing: the mount lists the directory (opendir, readdirplus, releasedir).
+  auto before = rig.served();
+  for (int i = 0; i < 4; ++i) CHECK(statOf(path(i)).st_size == i % 50);
+  REQUIRE(waitUntil([&] { return rig.served()["releasedir"] > before["releasedir"]; }, 5000ms));
+  auto listed = rig.served();
+  CHECK(listed["opendir"] - before["opendir"] == 1);
+  CHECK(listed["lookup"] - before["lookup"] == 5);  // "many", then four names in it
+  for (int i = 4; i < 200; ++i) CHECK(statOf(path(i)).st_size == i % 50);
+  CHECK(rig.served()["lookup"] - listed["lookup"] == 0);
+  // The listing left the directory's access time as it was.
+  CHECK(sameTime(statOf(rig.host("many")).st_atim, hostDir.st_atim));
+  // A name it does not hold is asked of the host.
+  struct stat st;
+  CHECK(::stat((rig.a / "many/none").c_str(), &st) == -1);
+  CHECK(rig.served()["lookup"] - listed["lookup"] == 1);
+
+  // Names made and removed on the host, through the other mount and through this one.
+  writeFile(rig.host("many/new"), "host");
+  CHECK(seenWithin100ms([&] { return ::stat((rig.a / "many/new").c_str(), &st) == 0; }));
+  REQUIRE(::unlink(rig.host("many/f150").c_str()) == 0);
+  CHECK(seenWithin100ms([&] { return ::stat(path(150).c_str(), &st) == -1; }));
+  writeFile(rig.b / "many/x", "other mount");
+  CHECK(seenWithin100ms([&] { return ::stat((rig.a / "many/x").c_str(), &st) == 0; }));
+  REQUIRE(::unlink(path(151).c_str()) == 0);
+  CHECK(::stat(path(151).c_str(), &st) == -1);
+  writeFile(path(152), "changed here");
+  CHECK(statOf(path(152)).st_size == 12);
+
+  // Listed again, then the kernel forgets everything: each name still leads to its own
+  // file, whether the listing or the host answers (a lookup counted wrong would make the
+  // host forget a node the kernel still uses).
+  for (int round = 0; round < 2; ++round) {
+    dropKernelCaches();
+    for (int i = 0; i < 150; ++i) CHECK(readFile(path(i)) == content(i));
+    CHECK(readFile(path(152)) == "changed here");
+    CHECK(readFile(rig.a / "many/new") == "host");
+    CHECK(::stat(path(150).c_str(), &st) == -1);
+    CHECK(::stat(path(151).c_str(), &st) == -1);
+  }
+}

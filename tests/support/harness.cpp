@@ -258,6 +258,11 @@ void writeFileSynced(const std::string& path, const std::string& content) {
   writeWhole(path, content, true);
 }
 
+void dropKernelCaches() {
+  ::sync();
+  writeWhole("/proc/sys/vm/drop_caches", "3\n", false);
+}
+
 bool waitUntil(const std::function<bool()>& condition, std::chrono::milliseconds limit) {
   auto deadline = std::chrono::steady_clock::now() + limit;
   while (std::chrono::steady_clock::now() < deadline) {

@@ -102,6 +102,10 @@ void writeFileSynced(const std::string& path, const std::string& content);
 std::vector<std::string> linesOf(const std::string& output);
 
 // Polls `condition` every 20 ms until it holds or `limit` has passed; its last answer.
+// Writes dirty data back, then makes the kernel drop its page cache and unused dentries and
+// inodes, which sends FUSE FORGETs for them (root only).
+void dropKernelCaches();
+
 bool waitUntil(const std::function<bool()>& condition, std::chrono::milliseconds limit);
 std::string readFile(const std::string& path);
 
