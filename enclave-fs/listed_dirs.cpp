@@ -100,7 +100,7 @@ void ListedDirs::add(msg::NodeId dir, const std::vector<msg::body::DirEntry>& it
       // Every entry with attributes holds a host lookup: kept, or given back at once.
       if (d == nullptr || d->spoiled || item.name == "." || item.name == ".." ||
           d->entries.size() >= kMaxEntries || held_ >= kMaxHeld ||
-          d->entries.contains(item.name)) {
+          d->entries.contains(item.name) || d->changedWhileFetching.contains(item.entry->node)) {
         held.push_back({item.entry->node, 1});
         continue;
       }
@@ -119,6 +119,7 @@ void ListedDirs::finished(msg::NodeId dir) {
     auto it = dirs_.find(dir);
     if (it == dirs_.end()) return;
     it->second.fetching = false;
+    it->second.changedWhileFetching.clear();
     if (it->second.spoiled) end(it, held);
   }
   giveBack(std::move(held));
@@ -158,10 +159,7 @@ void ListedDirs::nodeChanged(msg::NodeId node) {
   {
     std::lock_guard lock(mutex_);
     if (auto it = dirs_.find(node); it != dirs_.end()) end(it, held);
-    for (auto& [id, d] : dirs_) {
-      if (d.fetching) d.spoiled = true;
-      dropNamesOf(d, node, held);
-    }
+    for (auto& [id, d] : dirs_) dropNamesOf(d, node, held);
   }
   giveBack(std::move(held));
 }
@@ -176,6 +174,13 @@ void ListedDirs::attrsSeen(msg::NodeId node) {
 }
 
 void ListedDirs::dropNamesOf(Dir& dir, msg::NodeId node, std::vector<msg::op::ForgetItem>& held) {
+  if (dir.fetching) {
+    if (dir.changedWhileFetching.size() >= kMaxChangedWhileFetching) {
+      dir.spoiled = true;
+    } else {
+      dir.changedWhileFetching.insert(node);
+    }
+  }
   for (auto n = dir.namesOf.find(node); n != dir.namesOf.end(); n = dir.namesOf.find(node)) {
     auto e = dir.entries.find(n->second);
     if (e == dir.entries.end()) {

@@ -13,8 +13,8 @@
 // (the kernel holds it, so the host watches it). A reported change of a name in it, a
 // request of this mount that may change a name in it, or the kernel forgetting it ends the
 // listing; a reported change of a listed node, this mount changing it, or newer attributes
-// of it reaching the kernel drop its entries; and a listing being fetched while any of that
-// happens is dropped whole when it ends. A listing lasts at most the entry timeout. Only used
+// of it reaching the kernel drop its entries. While a listing is fetched, a changed name in
+// the directory drops it whole when it ends, and a node changed meanwhile is left out of it. A listing lasts at most the entry timeout. Only used
 // while the host pushes changes. Thread-safe.
 #pragma once
 
@@ -27,6 +27,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "common/messages.h"
@@ -49,6 +50,8 @@ class ListedDirs {
   // held in all: each holds a node, and so a descriptor, on the host.
   static constexpr std::size_t kMaxDirs = 16;
   static constexpr std::size_t kMaxHeld = 16384;
+  // Most nodes noted as changed while one listing is fetched; past it the listing is dropped.
+  static constexpr std::size_t kMaxChangedWhileFetching = 1024;
 
   // `giveBack` returns held lookups to the host; it is called without the lock held, and
   // must not send from the receiver thread itself.
@@ -69,10 +72,11 @@ class ListedDirs {
   // ends the listing of `dir`.
   void nameChanged(msg::NodeId dir);
   // `node` changed, or the kernel forgot it: drops the entries naming it, and ends the
-  // listing of `node` if it is a listed directory. Listings being fetched are spoiled: the
-  // host may have listed the node before the change.
+  // listing of `node` if it is a listed directory.
   void nodeChanged(msg::NodeId node);
   // The kernel got newer attributes of `node` than a listing may hold: drops its entries.
+  // Both also keep `node` out of the listings being fetched: the host may have listed it
+  // before the change.
   void attrsSeen(msg::NodeId node);
 
   std::size_t heldLookups() const;
@@ -81,7 +85,8 @@ class ListedDirs {
   struct Dir {
     Clock::time_point expires;
     bool fetching = false;
-    bool spoiled = false;  // a change while fetching: the listing may be stale
+    bool spoiled = false;  // a name changed while fetching: the listing may be stale
+    std::unordered_set<msg::NodeId> changedWhileFetching;
     std::unordered_map<std::string, msg::Entry> entries;
     std::unordered_multimap<msg::NodeId, std::string> namesOf;
   };
@@ -96,6 +101,7 @@ class ListedDirs {
   static void unindex(Dir& dir, msg::NodeId node, const std::string& name);
   void dropEntry(Dir& dir, std::unordered_map<std::string, msg::Entry>::iterator it,
                  std::vector<msg::op::ForgetItem>& held);
+  // Drops the entries naming `node`, and keeps it out of a listing being fetched.
   void dropNamesOf(Dir& dir, msg::NodeId node, std::vector<msg::op::ForgetItem>& held);
   void expire(Clock::time_point now, std::vector<msg::op::ForgetItem>& held);
   void giveBack(std::vector<msg::op::ForgetItem> held) const;
