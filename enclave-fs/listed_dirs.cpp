@@ -59,7 +59,12 @@ bool ListedDirs::foundOnHost(msg::NodeId dir) {
     std::lock_guard lock(mutex_);
     const auto now = Clock::now();
     expire(now, held);
-    if (!dirs_.contains(dir)) {
+    auto last = listedAt_.find(dir);
+    // At most one listing of a directory per lifetime: one under constant change is not
+    // listed over and over, and a lifetime of 0 (entry_timeout=0) lists nothing.
+    const bool mayList = lifetime_ > Clock::duration::zero() &&
+                         (last == listedAt_.end() || now - last->second >= lifetime_);
+    if (mayList && !dirs_.contains(dir)) {
       if (misses_.size() >= kMaxMissesKept && !misses_.contains(dir)) misses_.clear();
       Misses& m = misses_[dir];
       if (m.count == 0 || now - m.since >= kMissWindow) m = {now, 0};
@@ -77,6 +82,8 @@ bool ListedDirs::foundOnHost(msg::NodeId dir) {
           if (oldest != dirs_.end()) end(oldest, held);
         }
         if (dirs_.size() < kMaxDirs) {
+          if (listedAt_.size() >= kMaxMissesKept && !listedAt_.contains(dir)) listedAt_.clear();
+          listedAt_[dir] = now;
           Dir& d = dirs_[dir];
           d.fetching = true;
           d.expires = now + lifetime_;

@@ -14,8 +14,10 @@
 // request of this mount that may change a name in it, or the kernel forgetting it ends the
 // listing; a reported change of a listed node, this mount changing it, or newer attributes
 // of it reaching the kernel drop its entries. While a listing is fetched, a changed name in
-// the directory drops it whole when it ends, and a node changed meanwhile is left out of it. A listing lasts at most the entry timeout. Only used
-// while the host pushes changes. Thread-safe.
+// the directory drops it whole when it ends, and a node changed meanwhile is left out of it.
+// A listing lasts at most the entry timeout, and a directory is listed at most once per
+// entry timeout (never with a timeout of 0). Only used while the host pushes changes.
+// Thread-safe.
 #pragma once
 
 #include <chrono>
@@ -111,6 +113,7 @@ class ListedDirs {
   mutable std::mutex mutex_;
   Dirs dirs_;
   std::unordered_map<msg::NodeId, Misses> misses_;
+  std::unordered_map<msg::NodeId, Clock::time_point> listedAt_;
   std::size_t held_ = 0;
 };
 

@@ -116,8 +116,19 @@ TEST_CASE("a name changed while the listing is fetched spoils it: everything goe
   CHECK(rig.totalGivenBack() == 2);
   CHECK(rig.dirs.heldLookups() == 0);
   CHECK(!rig.dirs.take(kDir, "b"));
-  rig.startListing(kDir);  // listed again once lookups keep missing
+}
+
+TEST_CASE("a directory is listed at most once per lifetime, and never with a lifetime of 0") {
+  Rig rig(std::chrono::milliseconds(50));
+  rig.listed(kDir, {item("a", 11)});
+  rig.dirs.nameChanged(kDir);
+  for (int i = 0; i < 2 * ListedDirs::kMissesToList; ++i) CHECK(!rig.dirs.foundOnHost(kDir));
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  rig.startListing(kDir);
   rig.dirs.finished(kDir);
+
+  Rig never(std::chrono::seconds(0));
+  for (int i = 0; i < 2 * ListedDirs::kMissesToList; ++i) CHECK(!never.dirs.foundOnHost(kDir));
 }
 
 TEST_CASE("a node changed while the listing is fetched is kept out of it") {
@@ -133,9 +144,8 @@ TEST_CASE("a node changed while the listing is fetched is kept out of it") {
   CHECK(rig.dirs.take(kDir, "a"));
   CHECK(rig.dirs.take(kDir, "c"));
   // Once listed, a change of the node counts no more against later listings.
-  rig.dirs.nodeChanged(kDir);
-  rig.listed(kDir, {item("b", 12)});
-  CHECK(rig.dirs.take(kDir, "b"));
+  rig.listed(kDir + 1, {item("b", 12)});
+  CHECK(rig.dirs.take(kDir + 1, "b"));
 }
 
 TEST_CASE("the kernel forgetting the directory ends its listing") {
