@@ -95,7 +95,8 @@ class BasicFs {
   DirAttrCache& dirAttrs() { return dirAttrs_; }
   // Directories whose every entry is known (complete_dirs.h), while the host pushes changes.
   CompleteDirs& completeDirs() { return completeDirs_; }
-  // Listings of directories where lookups miss (listed_dirs.h), while the host pushes changes.
+  // Listings of directories where the host keeps finding names (listed_dirs.h), while the
+  // host pushes changes.
   ListedDirs& listedDirs() { return listedDirs_; }
   // A request that may make `name` in `dir` is being sent.
   void mayMake(msg::NodeId dir, const char* name) {
