@@ -108,7 +108,7 @@ void read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info
   size = std::min<size_t>(size, limits::kMaxIoBytes);
   if (auto kept = fs.openData().read(fi->fh, ino, static_cast<std::uint64_t>(off),
                                      static_cast<std::uint32_t>(size))) {
-    fuse_reply_buf(req, reinterpret_cast<const char*>(kept->data()), kept->size());
+    fuse_reply_buf(req, reinterpret_cast<const char*>(kept->view.data()), kept->view.size());
     return;
   }
   msg::op::Read op{static_cast<std::uint64_t>(off), static_cast<std::uint32_t>(size)};

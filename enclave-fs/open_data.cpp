@@ -24,25 +24,25 @@ void OpenData::opened(msg::NodeId node, std::optional<msg::HandleId> handle,
   if (keptBytes_ + bytes.size() > kBudgetBytes) return;
   // A handle number is the host's: a second open under the same number replaces the first.
   if (auto old = kept_.find(*handle); old != kept_.end()) dropLocked(old);
-  kept_.emplace(*handle, Kept{node, {bytes.begin(), bytes.end()}, bytes.size() < asked});
+  auto copy = std::make_shared<const std::vector<std::byte>>(bytes.begin(), bytes.end());
+  kept_.emplace(*handle, Kept{node, std::move(copy), bytes.size() < asked});
   keptBytes_ += bytes.size();
 }
 
-std::optional<std::vector<std::byte>> OpenData::read(msg::HandleId handle, msg::NodeId node,
-                                                     std::uint64_t offset, std::uint32_t size) {
+std::optional<OpenData::Slice> OpenData::read(msg::HandleId handle, msg::NodeId node,
+                                              std::uint64_t offset, std::uint32_t size) {
   std::lock_guard lock(mutex_);
   auto it = kept_.find(handle);
   if (it == kept_.end() || it->second.node != node) return std::nullopt;
-  const std::vector<std::byte>& bytes = it->second.bytes;
-  if (offset > bytes.size()) return std::nullopt;
+  std::shared_ptr<const std::vector<std::byte>> bytes = it->second.bytes;
+  if (offset > bytes->size()) return std::nullopt;
   const std::uint64_t end = offset + size;
-  if (end > bytes.size() && !it->second.toEnd) return std::nullopt;  // needs bytes not here
+  if (end > bytes->size() && !it->second.toEnd) return std::nullopt;  // needs bytes not here
   const auto from = static_cast<std::size_t>(offset);
-  const auto to = static_cast<std::size_t>(std::min<std::uint64_t>(end, bytes.size()));
-  std::vector<std::byte> out(bytes.begin() + static_cast<std::ptrdiff_t>(from),
-                             bytes.begin() + static_cast<std::ptrdiff_t>(to));
+  const auto to = static_cast<std::size_t>(std::min<std::uint64_t>(end, bytes->size()));
+  Slice out{bytes, std::span(*bytes).subspan(from, to - from)};
   // The kernel caches what it read; the rest stays for its next read.
-  if (to == bytes.size()) dropLocked(it);
+  if (to == bytes->size()) dropLocked(it);
   if (read_.size() >= kMaxReadNodes) read_.clear();
   read_.insert(node);
   return out;
@@ -90,7 +90,7 @@ std::size_t OpenData::keptBytes() const {
 }
 
 void OpenData::dropLocked(std::unordered_map<msg::HandleId, Kept>::iterator it) {
-  keptBytes_ -= it->second.bytes.size();
+  keptBytes_ -= it->second.bytes->size();
   kept_.erase(it);
 }
 

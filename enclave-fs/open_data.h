@@ -17,6 +17,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <span>
@@ -40,10 +41,15 @@ class OpenData {
   void opened(msg::NodeId node, std::optional<msg::HandleId> handle,
               std::span<const std::byte> bytes, std::uint32_t asked);
 
-  // The bytes a read of `size` at `offset` on `handle` returns, if they are kept; they are
-  // given out once, with every kept byte from `offset` on.
-  std::optional<std::vector<std::byte>> read(msg::HandleId handle, msg::NodeId node,
-                                             std::uint64_t offset, std::uint32_t size);
+  // What a read of `size` at `offset` on `handle` returns, if it is kept: `view` stays valid
+  // as long as the slice, without a copy. Bytes up to the end of what is kept are given out
+  // once.
+  struct Slice {
+    std::shared_ptr<const std::vector<std::byte>> bytes;
+    std::span<const std::byte> view;
+  };
+  std::optional<Slice> read(msg::HandleId handle, msg::NodeId node, std::uint64_t offset,
+                            std::uint32_t size);
   // The host answered a read of `node`: the kernel now caches some of its pages.
   void wasRead(msg::NodeId node);
 
@@ -62,7 +68,7 @@ class OpenData {
  private:
   struct Kept {
     msg::NodeId node;
-    std::vector<std::byte> bytes;
+    std::shared_ptr<const std::vector<std::byte>> bytes;
     bool toEnd;  // the bytes reach the end of the file
   };
   struct Asking {
