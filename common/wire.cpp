@@ -468,6 +468,7 @@ Words encode(const msg::Request& request) {
   b.setLockOwner(request.lockOwner);
   b.setOpenData(request.openData);
   b.setNoAtime(request.noAtime);
+  b.setKillSetId(request.killSetId);
   return capnp::messageToFlatArray(builder);
 }
 
@@ -544,6 +545,7 @@ Result<msg::Request, std::string> decodeRequest(WordsView words) {
     request.lockOwner = r.getLockOwner();
     request.openData = r.getOpenData();
     request.noAtime = r.getNoAtime();
+    request.killSetId = r.getKillSetId();
     return request;
   });
 }

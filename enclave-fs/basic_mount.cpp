@@ -20,6 +20,7 @@
 #include "enclave-fs/fuse_session.h"
 #include "enclave-fs/invalidator.h"
 #include "enclave-fs/program.h"
+#include "enclave-fs/set_id_bits.h"
 
 namespace enclavefs::enclave {
 namespace {
@@ -38,7 +39,7 @@ int runBasicMount(MountRequest request) {
   hello.version = msg::kProtocolVersion;
   hello.kind = msg::MountKind::basic;
   hello.name = exportName;
-  hello.features = msg::kFeatureChangeNotify | msg::kFeatureOrderedWrites;
+  hello.features = msg::kFeatureChangeNotify | msg::kFeatureOrderedWrites | msg::kFeatureClearsSetId;
   auto timeout = std::chrono::milliseconds(
       static_cast<long long>(options.requestTimeoutSeconds * 1000));
   auto connection =
@@ -90,6 +91,11 @@ int runBasicMount(MountRequest request) {
     return fail("cannot mount on " + mountPoint + " (is /dev/fuse available, and are we root?)");
   }
   session.mounted = true;
+  // A host that does not clear set-ID bits leaves them to the enclave's kernel.
+  if ((conn.welcome().features & msg::kFeatureClearsSetId) != 0 &&
+      !set_id_bits::handOverToHost(session.session)) {
+    return fail("cannot take over the FUSE session's I/O");
+  }
   std::optional<Background> background;
   if (!request.foreground) {
     background = Background::detach([&] {

@@ -6,6 +6,7 @@
 
 #include "common/hard_limits.h"
 #include "enclave-fs/basic_fs.h"
+#include "enclave-fs/set_id_bits.h"
 
 namespace enclavefs::enclave::fs {
 namespace {
@@ -139,8 +140,9 @@ void setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int toSet, fuse_
     op.valid |= msg::op::kMtime;
     op.mtime = {attr->st_mtim.tv_sec, static_cast<std::uint32_t>(attr->st_mtim.tv_nsec)};
   }
-  fs.send(fs.request(req, ino, op, nullptr, fi != nullptr ? fi->fh : 0),
-          [&fs, req, ino](Result<Answer> a) { replyAttr(fs, req, ino, "setattr", a); });
+  msg::Request request = fs.request(req, ino, op, nullptr, fi != nullptr ? fi->fh : 0);
+  request.killSetId = set_id_bits::requested(set_id_bits::Marked::setattr, ino);
+  fs.send(request, [&fs, req, ino](Result<Answer> a) { replyAttr(fs, req, ino, "setattr", a); });
 }
 
 void statfs(fuse_req_t req, fuse_ino_t ino) {

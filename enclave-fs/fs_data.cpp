@@ -6,6 +6,7 @@
 
 #include "common/hard_limits.h"
 #include "enclave-fs/basic_fs.h"
+#include "enclave-fs/set_id_bits.h"
 
 namespace enclavefs::enclave::fs {
 namespace {
@@ -32,6 +33,7 @@ void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   BasicFs& fs = BasicFs::of(req);
   fuse_file_info info = *fi;
   msg::Request request = fs.request(req, ino, msg::op::Open{static_cast<std::uint32_t>(fi->flags)});
+  request.killSetId = set_id_bits::requested(set_id_bits::Marked::open, ino);
   // A file opened only to be read comes with its first bytes, for the kernel's first read.
   if (fs.hostPushesChanges() && (fi->flags & O_ACCMODE) == O_RDONLY &&
       (fi->flags & (O_DIRECT | O_TRUNC)) == 0) {
@@ -76,7 +78,9 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fu
   fuse_file_info info = *fi;
   msg::op::Create op{mode, static_cast<std::uint32_t>(fi->flags)};
   fs.mayMake(parent, name);
-  fs.send(fs.request(req, parent, op, name), [&fs, req, info](Result<Answer> a) mutable {
+  msg::Request request = fs.request(req, parent, op, name);
+  request.killSetId = set_id_bits::requested(set_id_bits::Marked::create, parent);
+  fs.send(request, [&fs, req, info](Result<Answer> a) mutable {
     fs.keepDirAttrs(a);
     auto created = expect<msg::body::Created>(fs, "create", a);
     if (!created) {
@@ -136,7 +140,8 @@ void write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t o
   }
   fs.modifying(ino);
   msg::op::Write op{static_cast<std::uint64_t>(off), static_cast<std::uint32_t>(fi->flags)};
-  const msg::Request request = fs.request(req, ino, op, nullptr, fi->fh);
+  msg::Request request = fs.request(req, ino, op, nullptr, fi->fh);
+  request.killSetId = set_id_bits::requested(set_id_bits::Marked::write, ino);
   const auto data = std::span(reinterpret_cast<const std::byte*>(buf), size);
   // A writer that opened with O_SYNC, O_DSYNC or O_DIRECT asks for each write's outcome.
   if (fs.writeBehind() && (fi->flags & (O_DSYNC | O_DIRECT)) == 0 && fs.connection().alive()) {
@@ -225,8 +230,11 @@ void fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t len
   }
   fs.modifying(ino);
   msg::op::Fallocate op{mode, static_cast<std::uint64_t>(offset), static_cast<std::uint64_t>(length)};
-  fs.send(fs.request(req, ino, op, nullptr, fi->fh),
-          [&fs, req](Result<Answer> a) { replyStatus(fs, req, "fallocate", a); });
+  msg::Request request = fs.request(req, ino, op, nullptr, fi->fh);
+  // The kernel marks no fallocate for the host: a caller other than root is taken to lack
+  // CAP_FSETID, as on a local file system it almost always does.
+  request.killSetId = set_id_bits::hostClears() && fuse_req_ctx(req)->uid != 0;
+  fs.send(request, [&fs, req](Result<Answer> a) { replyStatus(fs, req, "fallocate", a); });
 }
 
 void lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info* fi) {

@@ -22,9 +22,12 @@ void init(void* userdata, fuse_conn_info* conn) {
   // Writes go through to the host as they are made: other clients and host processes
   // share the files, so the enclave must not hold dirty pages back.
   conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
-  // The enclave kernel clears set-user-ID/set-group-ID bits on write and chown itself, by
-  // setattr, exactly as a local file system would; a server writing as root would not.
+  // Set-ID bits are cleared by the host when the kernel marks a request for it
+  // (set_id_bits.h: FUSE_HANDLE_KILLPRIV_V2, which libfuse cannot ask for itself), or else
+  // by the enclave's kernel; never on every write as the older FUSE_HANDLE_KILLPRIV would.
   conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
+  // Requests are read whole through set_id_bits' hook, never spliced past it.
+  conn->want &= ~FUSE_CAP_SPLICE_READ;
   conn->max_write = std::min(fs.connection().welcome().maxWrite, limits::kMaxIoBytes);
   conn->max_background = 64;
 }

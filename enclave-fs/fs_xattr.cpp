@@ -61,9 +61,10 @@ void setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* valu
 
 void getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
   if (badName(req, name)) return;
-  // The kernel asks for file capabilities before every write, to drop them. A basic mount
-  // is always nosuid, so capabilities on its files never take effect in the enclave: answer
-  // "none" here and save the host a round trip per write (docs/performance.md).
+  // The kernel asks for file capabilities before a write, to drop them: before every write
+  // when it clears set-ID bits itself, else until it has seen a file has none
+  // (set_id_bits.h). A basic mount is always nosuid, so capabilities on its files never take
+  // effect in the enclave: answer "none" here and save the host the round trips.
   if (std::string_view(name) == "security.capability") {
     fuse_reply_err(req, ENODATA);
     return;

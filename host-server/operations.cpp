@@ -243,4 +243,18 @@ std::uint32_t sanitizeMode(std::uint32_t mode) {
   return mode;
 }
 
+Co<int> clearSetIdBits(Session& s, int fd) {
+  auto st = co_await statNode(s, fd);
+  if (!st) co_return st.error().value;
+  const std::uint32_t mode = st->stx_mode;
+  if (!S_ISREG(mode)) co_return 0;
+  std::uint32_t clear = mode & S_ISUID;
+  if ((mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP)) clear |= S_ISGID;
+  if (clear == 0) co_return 0;
+  const std::string path = procPath(fd);
+  co_return co_await inMemoryOrPool(s, [&] {
+    return ::fchmodat(AT_FDCWD, path.c_str(), mode & 07777 & ~clear, 0) == 0 ? 0 : errno;
+  });
+}
+
 }  // namespace enclavefs::host

@@ -150,4 +150,10 @@ Co<Result<void>> applyOwnerPolicy(Session& s, const Node& parent, const std::str
 // execute.
 std::uint32_t sanitizeMode(std::uint32_t mode);
 
+// Clears the set-user-ID bit of the regular file `fd` refers to, and its set-group-ID bit
+// when the group may execute it: what a write or truncate by a process without CAP_FSETID
+// does (Request.killSetId, as FUSE_HANDLE_KILLPRIV_V2 asks of a FUSE server). Judged by the
+// file as it is on the host; yields an errno (or 0).
+Co<int> clearSetIdBits(Session& s, int fd);
+
 }  // namespace enclavefs::host

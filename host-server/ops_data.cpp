@@ -48,7 +48,11 @@ Co<Outcome> open(Session& s, const msg::Request& r, const msg::op::Open& op) {
       s, [&] { return ::openat(AT_FDCWD, path.c_str(), flags, 0); },
       [&](io_uring_sqe* sqe) { io_uring_prep_openat(sqe, AT_FDCWD, path.c_str(), flags, 0); }));
   if (fd < 0) co_return failure(-fd);
-  auto file = std::make_shared<OpenFile>(OpenFile{UniqueFd(fd), *node, false, false, {}});
+  UniqueFd opened(fd);
+  if (r.killSetId && (op.flags & O_TRUNC) != 0) {
+    if (int err = co_await clearSetIdBits(s, fd); err != 0) co_return failure(err);
+  }
+  auto file = std::make_shared<OpenFile>(OpenFile{std::move(opened), *node, false, false, {}});
   auto handle = s.handles().add(file);
   if (!handle) co_return failure(handle.error().value);
   Outcome out = success(msg::body::Opened{*handle});
@@ -77,6 +81,9 @@ Co<Outcome> create(Session& s, const msg::Request& r, const msg::op::Create& op)
   if (fd == -EXDEV) co_return failure(EACCES);
   if (fd < 0) co_return failure(-fd);
   UniqueFd opened(fd);
+  if (r.killSetId && (op.flags & O_TRUNC) != 0) {
+    if (int err = co_await clearSetIdBits(s, fd); err != 0) co_return failure(err);
+  }
   if (auto owned = co_await applyOwnerPolicy(s, **parent, r.name, r.caller); !owned) {
     co_return failure(owned.error().value);
   }
@@ -106,6 +113,9 @@ Co<Outcome> write(Session& s, const msg::Request& r, const msg::op::Write& op, B
   auto file = findHandle(s, r.handle, false);
   if (!file) co_return failure(file.error().value);
   const int fd = (*file)->fd.get();
+  if (r.killSetId) {
+    if (int err = co_await clearSetIdBits(s, fd); err != 0) co_return failure(err);
+  }
   int n = co_await inMemoryOrRing(
       s, [&] { return ::pwrite(fd, data.data.get(), data.size, static_cast<off_t>(op.offset)); },
       [&](io_uring_sqe* sqe) {
@@ -148,6 +158,9 @@ Co<Outcome> fallocate(Session& s, const msg::Request& r, const msg::op::Fallocat
   auto file = findHandle(s, r.handle, false);
   if (!file) co_return failure(file.error().value);
   const int fd = (*file)->fd.get();
+  if (r.killSetId) {
+    if (int err = co_await clearSetIdBits(s, fd); err != 0) co_return failure(err);
+  }
   int rc = co_await inMemoryOrRing(
       s,
       [&] {

@@ -229,7 +229,8 @@ void Session::acceptExport(const msg::Hello& hello) {
   welcome.version = msg::kProtocolVersion;
   welcome.readOnly = exported->readOnly;
   welcome.features = (pushChanges_ ? msg::kFeatureChangeNotify : 0) |
-                     (hello.features & msg::kFeatureOrderedWrites);  // write_order.h
+                     (hello.features & msg::kFeatureOrderedWrites) |  // write_order.h
+                     (hello.features & msg::kFeatureClearsSetId);     // clearSetIdBits
   welcome.maxWrite = limits::kMaxIoBytes;
   welcome.maxRead = limits::kMaxIoBytes;
   welcome.root = toAttr(st);

@@ -151,6 +151,10 @@ struct Request {
   # opendir: a listing the client makes of its own accord; the host leaves the directory's
   # access time alone (O_NOATIME), and fails the open rather than touch it.
   noAtime @44 :Bool;
+  # write, setattr with a size, open or create with O_TRUNC, fallocate: the calling enclave
+  # process may not keep set-user-ID and set-group-ID bits (it lacks CAP_FSETID), so the host
+  # clears them first, as the enclave's kernel would for a local file.
+  killSetId @45 :Bool;
 }
 
 # A byte-range lock, as fcntl describes it; `end` is inclusive (~0 = to the end of file).

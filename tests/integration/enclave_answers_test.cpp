@@ -11,14 +11,17 @@
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstring>
-#include <functional>
+#include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
 
 #include "support/harness.h"
@@ -95,7 +98,74 @@ bool seenWithin100ms(const std::function<bool()>& seen) {
   return true;
 }
 
+// The FUSE requests the kernel sends one mount, by name ("FUSE_WRITE"), counted from the
+// kernel's fuse:fuse_request_send tracepoint in a tracing instance of the test's own, which
+// sees only that mount's connection.
+class KernelRequests {
+ public:
+  static constexpr const char* kTracing = "/sys/kernel/tracing";
+  static bool available() {
+    return ::access((std::string(kTracing) + "/events/fuse/fuse_request_send").c_str(), F_OK) == 0;
+  }
+
+  explicit KernelRequests(const std::string& mountPoint)
+      : instance_(std::string(kTracing) + "/instances/enclavefs-test-" + std::to_string(::getpid())) {
+    REQUIRE_MESSAGE(::mkdir(instance_.c_str(), 0700) == 0, instance_ << ": " << std::strerror(errno));
+    // The kernel names a connection by its device number in the kernel's own encoding.
+    const dev_t dev = statOf(mountPoint).st_dev;
+    const std::uint64_t connection = (std::uint64_t{major(dev)} << 20) | minor(dev);
+    writeFile(event() + "/filter", "connection == " + std::to_string(connection));
+    writeFile(event() + "/enable", "1");
+  }
+  ~KernelRequests() { ::rmdir(instance_.c_str()); }
+
+  std::map<std::string, int> stop() {
+    writeFile(event() + "/enable", "0");
+    std::map<std::string, int> counts;
+    std::istringstream trace(readFile(instance_ + "/trace"));
+    for (std::string line; std::getline(trace, line);) {
+      auto open = line.find("(FUSE_");
+      auto close = line.find(')', open);
+      if (open != std::string::npos && close != std::string::npos) {
+        ++counts[line.substr(open + 1, close - open - 1)];
+      }
+    }
+    return counts;
+  }
+
+ private:
+  std::string event() const { return instance_ + "/events/fuse/fuse_request_send"; }
+  std::string instance_;
+};
+
 }  // namespace
+
+TEST_CASE("writes leave set-ID bits to the host: the kernel asks nothing else before each write") {
+  if (!KernelRequests::available()) {
+    std::fprintf(stderr, "SKIPPED (this case): the kernel has no fuse:fuse_request_send "
+                         "tracepoint to count its FUSE requests with\n");
+    return;
+  }
+  Rig rig;
+  writeFile(rig.host("written"), std::string(64 * 4096, 'o'));
+  std::string expected = readFile(rig.host("written"));
+  int fd = ::open((rig.a / "written").c_str(), O_WRONLY);
+  REQUIRE(fd >= 0);
+  KernelRequests requests(rig.a.path());
+  for (int i = 0; i < 200; ++i) {
+    const std::string block(4096, static_cast<char>('a' + i % 26));
+    const off_t offset = static_cast<off_t>((i * 37) % 64) * 4096;
+    REQUIRE(::pwrite(fd, block.data(), block.size(), offset) == 4096);
+    expected.replace(static_cast<std::size_t>(offset), block.size(), block);
+  }
+  auto counts = requests.stop();
+  REQUIRE(::close(fd) == 0);
+  CHECK(counts["FUSE_WRITE"] == 200);
+  // Without FUSE_HANDLE_KILLPRIV_V2 the kernel asks for security.capability before every
+  // write (200 getxattr); with it at most once, until it has seen the file has none.
+  CHECK(counts["FUSE_GETXATTR"] <= 1);
+  CHECK(readFile(rig.host("written")) == expected);
+}
 
 TEST_CASE("creating and removing files asks the host for no directory attributes and no flush, "
           "and the directory's attributes stay exact") {

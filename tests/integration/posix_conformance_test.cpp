@@ -645,7 +645,8 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "writing to or truncating a set-user-ID or set-group-ID file clears the bits as on the host") {
+    "writing to, truncating or allocating in a set-user-ID or set-group-ID file clears the bits "
+    "as on the host, and root keeps them") {
   Exported e;
   e.prepare([](const std::string& root) {
     ownedDir(root + "/w", kErin.uid, kErin.gid, 0777);
@@ -657,7 +658,18 @@ TEST_CASE(
     ownedFile(root + "/w/sgidonly", kAlice.uid, kShared, 02775);
     ownedFile(root + "/w/truncate", kAlice.uid, kShared, 06775);
     ownedFile(root + "/w/otrunc", kAlice.uid, kShared, 06775);
+    ownedFile(root + "/w/root-truncate", kAlice.uid, kShared, 06775);
+    ownedFile(root + "/w/root-otrunc", kAlice.uid, kShared, 06775);
+    ownedFile(root + "/w/fallocate", kAlice.uid, kShared, 06775);
+    ownedFile(root + "/w/root-fallocate", kAlice.uid, kShared, 06775);
   });
+  auto fallocateErrno = [](const std::string& path) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return errno;
+    int err = ::fallocate(fd, 0, 0, 8192) == 0 ? 0 : errno;
+    ::close(fd);
+    return err;
+  };
   CHECK(same(e, kAlice, "owner writes",
              [](const std::string& root) { return writeErrno(root + "/w/owner", "more"); }) == 0);
   CHECK(same(e, kCarol, "group member writes",
@@ -678,13 +690,28 @@ TEST_CASE(
   CHECK(same(e, kCarol, "group member opens with O_TRUNC", [](const std::string& root) {
           return writeErrno(root + "/w/otrunc", "x", O_WRONLY | O_TRUNC);
         }) == 0);
+  CHECK(same(e, kRoot, "root truncates", [](const std::string& root) {
+          return errnoOf(::truncate((root + "/w/root-truncate").c_str(), 2));
+        }) == 0);
+  CHECK(same(e, kRoot, "root opens with O_TRUNC", [](const std::string& root) {
+          return writeErrno(root + "/w/root-otrunc", "x", O_WRONLY | O_TRUNC);
+        }) == 0);
+  CHECK(same(e, kAlice, "owner allocates", [&](const std::string& root) {
+          return fallocateErrno(root + "/w/fallocate");
+        }) == 0);
+  CHECK(same(e, kRoot, "root allocates", [&](const std::string& root) {
+          return fallocateErrno(root + "/w/root-fallocate");
+        }) == 0);
   for (const std::string name : {"w/owner", "w/member", "w/root", "w/nox-member", "w/sgidonly",
-                                 "w/truncate", "w/otrunc"}) {
+                                 "w/truncate", "w/otrunc", "w/root-truncate", "w/root-otrunc",
+                                 "w/fallocate", "w/root-fallocate"}) {
     CAPTURE(name);
     sameState(e, name);
   }
   CHECK((lstatOf(e.r("w/owner")).st_mode & (S_ISUID | S_ISGID)) == 0);
   CHECK((lstatOf(e.r("w/root")).st_mode & (S_ISUID | S_ISGID)) == (S_ISUID | S_ISGID));
+  CHECK((lstatOf(e.h("w/root-otrunc")).st_mode & (S_ISUID | S_ISGID)) == (S_ISUID | S_ISGID));
+  CHECK((lstatOf(e.h("w/fallocate")).st_mode & (S_ISUID | S_ISGID)) == 0);
   // The one difference, and it is the enclave kernel's, not ours: FUSE clears set-group-ID on
   // a write only when the group may execute the file (fs/fuse/dir.c), while a local file
   // system also clears it for a writer outside the file's group. Set-user-ID goes either way.

@@ -418,6 +418,7 @@ TEST_CASE("every operation round-trips through encode and decode with all its fi
     request.lockOwner = 0x2000'0000'0000'0003ull + n;
     request.openData = 128 * 1024 - static_cast<std::uint32_t>(n);
     request.noAtime = n % 2 == 1;
+    request.killSetId = n % 3 == 1;
     ++n;
     auto back = w::decodeRequest(w::encode(request));
     REQUIRE_MESSAGE(back.ok(), back.error());
@@ -429,6 +430,7 @@ TEST_CASE("every operation round-trips through encode and decode with all its fi
     CHECK(back->lockOwner == request.lockOwner);
     CHECK(back->openData == request.openData);
     CHECK(back->noAtime == request.noAtime);
+    CHECK(back->killSetId == request.killSetId);
     expectSameVariant(request.op, back->op);
   }
   CHECK(covered.size() == std::variant_size_v<msg::Op>);
