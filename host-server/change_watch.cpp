@@ -5,6 +5,7 @@
 #include <sys/sysmacros.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <set>
 #include <string>
@@ -96,7 +97,26 @@ void ChangeWatch::Pause::arm() {
 
 void ChangeWatch::Pause::complete(int) { watch_.reader_.arm(); }
 
+void ChangeWatch::madeBy(std::uint64_t sessionId, std::uint64_t batchesBefore, msg::NodeId dir,
+                         const std::string& name, std::uint32_t event) {
+  if (!inotify_ || batchesBefore != batches_ || ownChanges_.size() >= kMaxOwnChanges) return;
+  ownChanges_.push_back({sessionId, dir, name, event});
+}
+
+bool ChangeWatch::takeOwnChange(std::vector<OwnChange>& own, std::uint64_t sessionId,
+                                msg::NodeId dir, const std::string& name, std::uint32_t mask) {
+  auto it = std::find_if(own.begin(), own.end(), [&](const OwnChange& c) {
+    return c.sessionId == sessionId && c.dir == dir && (mask & c.event) != 0 && c.name == name;
+  });
+  if (it == own.end()) return false;
+  own.erase(it);
+  return true;
+}
+
 void ChangeWatch::dispatch(const char* events, std::size_t bytes) {
+  ++batches_;
+  std::vector<OwnChange> own;
+  own.swap(ownChanges_);
   std::set<std::shared_ptr<Session>> touched;
   for (std::size_t at = 0; at < bytes;) {
     const auto* event = reinterpret_cast<const inotify_event*>(events + at);
@@ -119,6 +139,10 @@ void ChangeWatch::dispatch(const char* events, std::size_t bytes) {
     for (const Watcher& w : it->second) {
       auto session = w.session.lock();
       if (!session) continue;
+      if (!own.empty() && !name.empty() && (event->mask & (IN_CREATE | IN_DELETE)) &&
+          takeOwnChange(own, w.sessionId, w.node, name, event->mask)) {
+        continue;
+      }
       if (name.empty() || (event->mask & kEntryEvents)) session->noteChangedNode(w.node);
       if (!name.empty() && (event->mask & kEntryEvents)) session->noteChangedEntry(w.node, name);
       if (child) session->noteChangedInode(child->first, child->second);

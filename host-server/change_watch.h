@@ -39,6 +39,23 @@ class ChangeWatch {
   // Stops every watch of a session that is ending.
   void unwatchSession(std::uint64_t sessionId);
 
+  // Own changes. A client learns of a name it made or removed itself from the reply (its
+  // kernel drops or adds the entry, and the reply carries the directory's new attributes),
+  // so the inotify event of that change is not pushed back to it; other clients get it.
+  //
+  // batches() is read before the change's system call, and the change is told after it
+  // succeeded, with the count read: the event is then known not to be dispatched yet (events
+  // are dispatched on the loop thread, as changes are made), and the next batch holds it,
+  // unless the batch ended short of it (the event is then pushed, as any other). Whatever
+  // the next batch does not match is forgotten, so an own change can only hide the first
+  // event of its kind for its name in that batch: if that was another's (a name removed,
+  // made again, and removed by us), the making in between still reaches the client, and so
+  // does our removal, which then matches nothing.
+  std::uint64_t batches() const { return batches_; }
+  // `event` is IN_CREATE or IN_DELETE, of `name` in directory `dir` (the session's node).
+  void madeBy(std::uint64_t sessionId, std::uint64_t batchesBefore, msg::NodeId dir,
+              const std::string& name, std::uint32_t event);
+
  private:
   class Reader : public Completion {
    public:
@@ -74,7 +91,19 @@ class ChangeWatch {
     int fd;  // the node's O_PATH descriptor, valid while the node is watched
   };
 
+  struct OwnChange {
+    std::uint64_t sessionId;
+    msg::NodeId dir;
+    std::string name;
+    std::uint32_t event;
+  };
+  // Own changes told since the last batch; more are not held (their events are pushed).
+  static constexpr std::size_t kMaxOwnChanges = 4096;
+
   void dispatch(const char* events, std::size_t bytes);
+  // Whether the event is an own change of the watching session; takes the change if so.
+  bool takeOwnChange(std::vector<OwnChange>& own, std::uint64_t sessionId, msg::NodeId dir,
+                     const std::string& name, std::uint32_t mask);
   void overflowed();
 
   Ring& ring_;
@@ -83,6 +112,8 @@ class ChangeWatch {
   Pause pause_{*this};
   std::unordered_map<int, std::vector<Watcher>> byWatch_;
   std::map<std::pair<std::uint64_t, msg::NodeId>, int> watchOf_;
+  std::vector<OwnChange> ownChanges_;
+  std::uint64_t batches_ = 0;
   bool warnedNoWatch_ = false;
 };
 

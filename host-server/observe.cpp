@@ -56,7 +56,9 @@ json clientOf(const Session& session) {
            {{"ops", stats.totals().ops},
             {"errors", stats.totals().errors},
             {"bytesRead", stats.totals().bytesRead},
-            {"bytesWritten", stats.totals().bytesWritten}}},
+            {"bytesWritten", stats.totals().bytesWritten},
+            {"changedEntriesPushed", session.pushedEntries()},
+            {"changedInodesPushed", session.pushedInodes()}}},
           {"latency", latencyOf(stats)}};
 }
 

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -11,6 +12,7 @@
 
 #include "common/overloaded.h"
 #include "common/names.h"
+#include "host-server/change_watch.h"
 
 namespace enclavefs::host {
 namespace {
@@ -36,6 +38,25 @@ bool modifies(const msg::Op& op) {
           [](const msg::op::SetXattr&) { return true; },
           [](const msg::op::RemoveXattr&) { return true; },
           [](const auto&) { return false; },
+      },
+      op);
+}
+
+// The inotify event an operation that succeeds makes in its directory (r.node), if it
+// makes exactly one there.
+std::uint32_t nameEvent(const msg::Op& op) {
+  return std::visit(
+      [](const auto& o) -> std::uint32_t {
+        using T = std::decay_t<decltype(o)>;
+        if constexpr (std::is_same_v<T, msg::op::Create> || std::is_same_v<T, msg::op::MakeNode> ||
+                      std::is_same_v<T, msg::op::MakeDir> || std::is_same_v<T, msg::op::Symlink>) {
+          return IN_CREATE;
+        } else if constexpr (std::is_same_v<T, msg::op::Unlink> ||
+                             std::is_same_v<T, msg::op::RemoveDir>) {
+          return IN_DELETE;
+        } else {
+          return 0;
+        }
       },
       op);
 }
@@ -92,7 +113,13 @@ Co<Outcome> dispatch(Session& s, const msg::Request& r, Bytes& payload) {
 Co<Outcome> immediately(Outcome outcome) { co_return outcome; }
 
 Co<Outcome> perform(Session& s, const msg::Request& r, Bytes& payload) {
+  ChangeWatch* watch = s.changeWatch();
+  const std::uint32_t event = nameEvent(r.op);
+  const std::uint64_t batches = watch != nullptr ? watch->batches() : 0;
   Outcome outcome = co_await dispatch(s, r, payload);
+  if (watch != nullptr && event != 0 && outcome.reply.error == 0) {
+    watch->madeBy(s.id(), batches, r.node, r.name, event);
+  }
   // Read now, with nothing awaited before the reply is queued: so the client gets every
   // snapshot of a directory's attributes in the order they were taken (session.cpp).
   outcome.reply.dirAttrs = directoryAttrs(s, msg::directoriesChanged(r));

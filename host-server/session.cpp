@@ -377,6 +377,8 @@ void Session::noteChangedInode(std::uint64_t dev, std::uint64_t ino) {
   if (msg::NodeId node = nodes_.findByInode(dev, ino)) changes_.inodes.push_back(node);
 }
 
+ChangeWatch* Session::changeWatch() { return pushChanges_ ? &server_.changes() : nullptr; }
+
 void Session::noteEverythingChanged() {
   everythingChanged_ = true;
   changes_ = {};
@@ -416,6 +418,8 @@ void Session::pushChanges() {
     take(changes_.entries, frame.entries);
     take(changes_.inodes, frame.inodes);
     frame.dirAttrs = directoryAttrs(*this, frame.inodes);
+    pushedEntries_ += frame.entries.size();
+    pushedInodes_ += frame.inodes.size();
     enqueue(FrameKind::notify, 0, wire::encode(frame), {});
   }
 }

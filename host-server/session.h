@@ -40,6 +40,7 @@ class logger;
 
 namespace enclavefs::host {
 
+class ChangeWatch;
 class Server;
 
 // Owned bytes: a read's data or a write's payload.
@@ -96,6 +97,8 @@ class Session : public std::enable_shared_from_this<Session> {
   const VolumeFile& image() const { return *image_; }
   NodeTable& nodes() { return nodes_; }
   HandleTable& handles() { return handles_; }
+  // The change watch, when this session pushes changes to its client; else null.
+  ChangeWatch* changeWatch();
   spdlog::logger& log() const;
   std::uint64_t id() const { return id_; }
   bool closed() const { return closed_; }
@@ -108,6 +111,9 @@ class Session : public std::enable_shared_from_this<Session> {
   const Export* mountedExport() const { return export_; }  // null before the handshake
   const Volume* heldVolume() const { return volume_; }
   std::size_t openHandles() const { return handles_.size(); }
+  // Names and inodes pushed to the client as changed, over the connection's life.
+  std::uint64_t pushedEntries() const { return pushedEntries_; }
+  std::uint64_t pushedInodes() const { return pushedInodes_; }
   std::size_t lockOwners() const { return nodes_.lockOwners(); }
 
  private:
@@ -209,6 +215,8 @@ class Session : public std::enable_shared_from_this<Session> {
   msg::Notify changes_;  // seen, not yet pushed
   // Too many changes to list while the client is not reading: push every node instead.
   bool everythingChanged_ = false;
+  std::uint64_t pushedEntries_ = 0;
+  std::uint64_t pushedInodes_ = 0;
 
   std::deque<OutFrame> out_;
   std::size_t outSentOfFront_ = 0;  // bytes of out_.front() already sent
