@@ -13,10 +13,11 @@
 // the new directory is not reported). Only used while the host pushes changes. Thread-safe.
 //
 // The kernel forgets a directory no process holds as soon as a notification drops its
-// entry, which the host sends for this mount's own mkdir too. So a complete directory keeps
-// the host's lookups of it when the kernel forgets it (holdLookups): the host goes on
-// watching it, the kernel's next lookup of its name gets the same node back, and the
-// directory stays complete. The lookups are given back when the completeness ends.
+// entry, as one about this mount's own mkdir does when the host pushes it back
+// (ChangeWatch::madeBy says when). So a complete directory keeps the host's lookups of it
+// when the kernel forgets it (holdLookups): the host goes on watching it, the kernel's next
+// lookup of its name gets the same node back, and the directory stays complete. The lookups
+// are given back when the completeness ends.
 #pragma once
 
 #include <chrono>

@@ -44,9 +44,9 @@ bool hostClears();
 enum class Marked { write, setattr, open, create };
 
 // Whether the request the calling FUSE worker handles, `operation` on `node` (the parent
-// for a create), must clear the file's set-ID bits. If the worker's last read did not bring that request (a libfuse that
-// handed requests between threads), the answer is yes: a write as root may then lose the
-// bits, but a write without CAP_FSETID never keeps them.
+// for a create), must clear the file's set-ID bits. If the worker's last read did not bring
+// that request (a libfuse that handed requests between threads), the answer is yes: a write
+// as root may then lose the bits, but a write without CAP_FSETID never keeps them.
 bool requested(Marked operation, fuse_ino_t node);
 
 }  // namespace enclavefs::enclave::set_id_bits
