@@ -147,21 +147,32 @@ void read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info*) {
     fuse_reply_err(req, EINVAL);
     return;
   }
-  fs.connection().call(sectorRequest(msg::op::SectorRead{offset, length}), {},
-                       [req, &fs, length](Result<Answer> a) {
-                         auto data = expect<msg::body::Data>(fs, "sectorRead", a);
-                         if (!data) {
-                           fuse_reply_err(req, data.error().value);
-                         } else if (a->payload.size() != length) {
-                           fuse_reply_err(req, fs.refuse("sectorRead",
-                                                         "answered " + std::to_string(a->payload.size()) +
-                                                             " bytes for a read of " +
-                                                             std::to_string(length)));
-                         } else {
-                           fuse_reply_buf(req, reinterpret_cast<const char*>(a->payload.data()),
-                                          a->payload.size());
-                         }
-                       });
+  const auto wanted = static_cast<std::uint32_t>(length);
+  if (auto kept = fs.readAround().kept(offset, wanted)) {
+    fuse_reply_buf(req, reinterpret_cast<const char*>(kept->view.data()), kept->view.size());
+    return;
+  }
+  // The window around the read, or the read itself.
+  std::optional<ReadAround::Fetch> window;
+  if (fs.maxRead() >= ReadAround::kWindowBytes) window = fs.readAround().around(offset, wanted);
+  const std::uint64_t from = window ? window->offset : offset;
+  const std::uint32_t count = window ? window->length : wanted;
+  fs.connection().call(
+      sectorRequest(msg::op::SectorRead{from, count}), {},
+      [req, &fs, window, from, count, offset, wanted](Result<Answer> a) {
+        auto data = expect<msg::body::Data>(fs, "sectorRead", a);
+        const bool whole = data && a->payload.size() == count;
+        if (window) fs.readAround().fetched(*window, whole ? a->payload : std::span<const std::byte>{});
+        if (!data) {
+          fuse_reply_err(req, data.error().value);
+        } else if (!whole) {
+          fuse_reply_err(req, fs.refuse("sectorRead", "answered " + std::to_string(a->payload.size()) +
+                                                          " bytes for a read of " + std::to_string(count)));
+        } else {
+          auto bytes = a->payload.subspan(offset - from, wanted);
+          fuse_reply_buf(req, reinterpret_cast<const char*>(bytes.data()), bytes.size());
+        }
+      });
 }
 
 void write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off,
@@ -177,9 +188,11 @@ void write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off,
     return;
   }
   const bool fua = (fi->flags & (O_DSYNC | O_SYNC)) != 0;
+  const std::uint64_t change = fs.readAround().changing(offset, size);
   fs.connection().call(
       sectorRequest(msg::op::SectorWrite{offset, fua}),
-      {reinterpret_cast<const std::byte*>(buf), size}, [req, &fs, size](Result<Answer> a) {
+      {reinterpret_cast<const std::byte*>(buf), size}, [req, &fs, size, change](Result<Answer> a) {
+        fs.readAround().changed(change);
         auto written = expect<msg::body::Written>(fs, "sectorWrite", a);
         if (!written) {
           fuse_reply_err(req, written.error().value);
@@ -209,8 +222,11 @@ void fallocate(fuse_req_t req, fuse_ino_t, int mode, off_t off, off_t len, fuse_
     fuse_reply_err(req, EINVAL);
     return;
   }
-  auto answer = [req, &fs](const char* op) {
-    return [req, &fs, op](Result<Answer> a) { replyStatus(fs, req, op, a); };
+  auto answer = [req, &fs](const char* op, std::uint64_t change) {
+    return [req, &fs, op, change](Result<Answer> a) {
+      fs.readAround().changed(change);
+      replyStatus(fs, req, op, a);
+    };
   };
   // A punched hole must read back as zeros (the loop device also zeroes with it), so both
   // kinds take whole sectors only; the loop device never asks for less.
@@ -220,10 +236,10 @@ void fallocate(fuse_req_t req, fuse_ino_t, int mode, off_t off, off_t len, fuse_
   }
   if (mode == (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)) {
     fs.connection().call(sectorRequest(msg::op::SectorTrim{offset, length}), {},
-                         answer("sectorTrim"));
+                         answer("sectorTrim", fs.readAround().changing(offset, length)));
   } else if ((mode & ~FALLOC_FL_KEEP_SIZE) == FALLOC_FL_ZERO_RANGE) {
     fs.connection().call(sectorRequest(msg::op::SectorWriteZeroes{offset, length}), {},
-                         answer("sectorWriteZeroes"));
+                         answer("sectorWriteZeroes", fs.readAround().changing(offset, length)));
   } else {
     fuse_reply_err(req, EOPNOTSUPP);  // a volume is fully sized from the start
   }
@@ -290,7 +306,8 @@ BlockFs::BlockFs(Connection& connection, bool readOnly)
       maxWrite_(wholeSectors(connection.welcome().maxWrite, sectorSize_)),
       readOnly_(readOnly),
       mountTime_(now()),
-      log_(logger("block")) {}
+      log_(logger("block")),
+      readAround_(size_) {}
 
 struct stat BlockFs::statOf(fuse_ino_t ino) const {
   struct stat st{};

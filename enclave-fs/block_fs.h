@@ -4,10 +4,12 @@
 //
 // Each read, write, fsync and fallocate of the file becomes one sector request, made the way
 // the basic file system makes its requests: a FUSE thread sends and returns, the connection's
-// receiver thread checks the host's answer and replies. Nothing is cached here; the loop
-// device opens the file for direct I/O, so the enclave's page cache sits above ext4 only.
+// receiver thread checks the host's answer and replies. The loop device opens the file for
+// direct I/O, so the enclave's page cache sits above ext4 only; below it, the bytes around
+// small reads that follow each other are fetched and kept (read_around.h).
 //
-//   read             -> sectorRead (the answer must carry exactly the bytes asked for)
+//   read             -> sectorRead (the answer must carry exactly the bytes asked for), of
+//                       the read or of the window around it, or none (read_around.h)
 //   write            -> sectorWrite, with FUA for O_DSYNC/O_SYNC writes
 //   fsync            -> sectorFlush
 //   fallocate        -> sectorTrim (punch hole) or sectorWriteZeroes (zero range)
@@ -22,6 +24,7 @@
 #include <string>
 
 #include "enclave-fs/connection.h"
+#include "enclave-fs/read_around.h"
 
 namespace spdlog {
 class logger;
@@ -46,6 +49,7 @@ class BlockFs {
   std::uint32_t maxRead() const { return maxRead_; }
   std::uint32_t maxWrite() const { return maxWrite_; }
   bool readOnly() const { return readOnly_; }
+  ReadAround& readAround() { return readAround_; }
   struct stat statOf(fuse_ino_t ino) const;
 
   // Logs why a host reply was refused and yields the errno the kernel sees.
@@ -67,6 +71,7 @@ class BlockFs {
   const bool readOnly_;
   const struct timespec mountTime_;
   std::shared_ptr<spdlog::logger> log_;
+  ReadAround readAround_;
 
   std::mutex openMutex_;
   unsigned openFiles_ = 0;
