@@ -186,9 +186,12 @@ TEST_CASE("writes leave set-ID bits to the host: the kernel asks nothing else be
 TEST_CASE("names made or removed through one mount are pushed to the others, not back to it") {
   Rig rig;
   REQUIRE(::mkdir((rig.a / "own").c_str(), 0755) == 0);
-  // The other mount holds the directory, so the host watches it for that client too.
+  // The other mount holds the directory open, so the host watches it for that client too
+  // (an open descriptor keeps its kernel from forgetting the directory when the mkdir's
+  // notification drops the entry).
+  const int held = ::open((rig.b / "own").c_str(), O_RDONLY | O_DIRECTORY);
+  REQUIRE(held >= 0);
   struct stat st;
-  REQUIRE(::stat((rig.b / "own").c_str(), &st) == 0);
   ::usleep(20'000);  // the mkdir's own batch has passed
   const auto before = rig.pushedEntries();
   REQUIRE(before.size() == 2);
@@ -225,6 +228,7 @@ TEST_CASE("names made or removed through one mount are pushed to the others, not
   writeFile(rig.a / "own/new", "enclave");
   REQUIRE(::unlink(rig.host("own/new").c_str()) == 0);
   CHECK(seenWithin100ms([&] { return ::stat((rig.a / "own/new").c_str(), &st) == -1; }));
+  ::close(held);
 }
 
 TEST_CASE("creating and removing files asks the host for no directory attributes and no flush, "
