@@ -10,6 +10,7 @@
 
 #include <cerrno>
 
+#include "common/hard_limits.h"
 #include "common/overloaded.h"
 #include "common/names.h"
 #include "host-server/change_watch.h"
@@ -187,6 +188,38 @@ Result<OpenFileRef> findHandle(Session& s, msg::HandleId id, bool directory) {
   OpenFileRef file = s.handles().find(id);
   if (!file || file->directory != directory) return Errno{EBADF};
   return file;
+}
+
+Co<Result<std::optional<PipedBytes>>> readIntoPipe(Session& s, int fd, std::uint64_t offset,
+                                                   std::size_t size) {
+  // A pipe holds a page per slot: the pages the range touches must all fit.
+  static const std::size_t pageSize = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  if (size < kPipedReadMinBytes || offset % pageSize + size > limits::kMaxPayloadBytes) {
+    co_return std::nullopt;
+  }
+  auto piped = s.pipes().take();
+  if (!piped) co_return std::nullopt;
+  while (piped->size < size) {
+    const std::uint64_t from = offset + piped->size;
+    const std::size_t want = size - piped->size;
+    // Never waits on the pipe: it has room for the whole range.
+    int n = co_await inMemoryOrRing(
+        s,
+        [&] {
+          loff_t at = static_cast<loff_t>(from);
+          return ::splice(fd, &at, piped->writeEnd(), nullptr, want, SPLICE_F_NONBLOCK);
+        },
+        [&](io_uring_sqe* sqe) {
+          io_uring_prep_splice(sqe, fd, static_cast<std::int64_t>(from), piped->writeEnd(), -1,
+                               static_cast<unsigned>(want), SPLICE_F_NONBLOCK);
+        });
+    // A file system without splice support, or a pipe full after all: copy instead.
+    if ((n == -EINVAL && piped->size == 0) || n == -EAGAIN) co_return std::nullopt;
+    if (n < 0) co_return Errno{-n};
+    if (n == 0) break;  // the end of the file
+    piped->size += static_cast<std::size_t>(n);
+  }
+  co_return std::move(piped);
 }
 
 Co<Result<struct statx>> statNode(Session& s, int fd) {

@@ -120,6 +120,13 @@ Co<int> inMemoryOrPool(Session& s, Job job) {
   co_return co_await s.pool().run(std::move(job));
 }
 
+// Up to `size` bytes of `fd` from `offset`, spliced into a pipe of the session's pool rather
+// than copied (pipes.h); fewer only at the end of the file. None, for the caller to copy
+// instead, when the read is small, no pipe is free or large enough, or the file cannot be
+// spliced from.
+Co<Result<std::optional<PipedBytes>>> readIntoPipe(Session& s, int fd, std::uint64_t offset,
+                                                   std::size_t size);
+
 // statx of an O_PATH descriptor (inMemoryOrRing).
 Co<Result<struct statx>> statNode(Session& s, int fd);
 

@@ -46,6 +46,14 @@ Co<Outcome> sectorRead(Session& s, const msg::op::SectorRead& op) {
   if (op.length > limits::kMaxIoBytes) co_return failure(EINVAL);
   auto at = imageOffset(s, "sectorRead", op.offset, op.length);
   if (!at) co_return failure(at.error().value);
+  Outcome outcome = success(msg::body::Data{});
+  auto piped = co_await readIntoPipe(s, s.image().fd(), *at, op.length);
+  if (!piped) co_return failure(piped.error().value);
+  if (*piped) {
+    if ((*piped)->size < op.length) co_return failure(EIO);  // the image shrank under us
+    outcome.payload = std::move(**piped);
+    co_return outcome;
+  }
   Bytes data = Bytes::allocate(op.length);
   std::size_t done = 0;
   while (done < data.size) {
@@ -61,7 +69,6 @@ Co<Outcome> sectorRead(Session& s, const msg::op::SectorRead& op) {
     if (n == 0) co_return failure(EIO);  // the image shrank under us
     done += static_cast<std::size_t>(n);
   }
-  Outcome outcome = success(msg::body::Data{});
   outcome.payload = std::move(data);
   co_return outcome;
 }

@@ -23,14 +23,17 @@ bool writes(std::uint32_t flags) {
 }
 
 // Up to `size` bytes of `fd` from `offset`; fewer at the end of the file.
-Co<Result<Bytes>> readAt(Session& s, int fd, std::uint64_t offset, std::uint32_t size) {
+Co<Result<Payload>> readAt(Session& s, int fd, std::uint64_t offset, std::uint32_t size) {
+  auto piped = co_await readIntoPipe(s, fd, offset, size);
+  if (!piped) co_return piped.error();
+  if (*piped) co_return Payload(std::move(**piped));
   Bytes data = Bytes::allocate(size);
   int n = co_await inMemoryOrRing(
       s, [&] { return ::pread(fd, data.data.get(), size, static_cast<off_t>(offset)); },
       [&](io_uring_sqe* sqe) { io_uring_prep_read(sqe, fd, data.data.get(), size, offset); });
   if (n < 0) co_return Errno{-n};
   data.size = static_cast<std::size_t>(n);
-  co_return data;
+  co_return Payload(std::move(data));
 }
 
 }  // namespace

@@ -26,9 +26,14 @@ bool onMemoryFileSystem(int fd) {
 }
 }  // namespace
 
+std::size_t payloadSize(const Payload& payload) {
+  return std::visit([](const auto& bytes) { return bytes.size; }, payload);
+}
+
 std::size_t Session::OutFrame::bytes() const {
-  return kFrameHeaderBytes + message.asBytes().size() + payload.size +
-         payloadPadding(static_cast<std::uint32_t>(payload.size)).size();
+  const std::size_t size = payloadSize(payload);
+  return kFrameHeaderBytes + message.asBytes().size() + size +
+         payloadPadding(static_cast<std::uint32_t>(size)).size();
 }
 
 Session::Session(Server& server, UniqueFd socket, Peer peer, std::uint64_t id)
@@ -320,7 +325,7 @@ Detached Session::serve(std::uint64_t requestId, msg::Request request, Bytes pay
   const auto latency = std::chrono::duration_cast<std::chrono::microseconds>(
       std::chrono::steady_clock::now() - started);
   const auto [bytesRead, bytesWritten] =
-      bytesMoved(request.op, outcome.reply, payloadBytes, outcome.payload.size);
+      bytesMoved(request.op, outcome.reply, payloadBytes, payloadSize(outcome.payload));
   stats_.record(request.op.index(), error, bytesRead, bytesWritten, latency);
   server_.totals().record(request.op.index(), error, bytesRead, bytesWritten, latency);
   if (server_.tracing()) server_.traced(traceEvent(id_, request, payloadBytes, error, latency));
@@ -426,10 +431,10 @@ void Session::pushChanges() {
 
 // ---- sending --------------------------------------------------------------------------------
 
-void Session::enqueue(FrameKind kind, std::uint64_t id, wire::Words message, Bytes payload) {
+void Session::enqueue(FrameKind kind, std::uint64_t id, wire::Words message, Payload payload) {
   OutFrame frame;
   frame.header = encodeHeader({static_cast<std::uint32_t>(message.asBytes().size()),
-                               static_cast<std::uint32_t>(payload.size), id, kind});
+                               static_cast<std::uint32_t>(payloadSize(payload)), id, kind});
   frame.message = std::move(message);
   frame.payload = std::move(payload);
   outBytes_ += frame.bytes();
@@ -440,6 +445,7 @@ void Session::enqueue(FrameKind kind, std::uint64_t id, wire::Words message, Byt
 void Session::Send::arm() {
   Session& s = session_;
   iov_.clear();
+  splicing_ = nullptr;
   std::size_t skip = s.outSentOfFront_;
   auto add = [&](const void* base, std::size_t len) {
     if (len <= skip) {
@@ -450,18 +456,34 @@ void Session::Send::arm() {
     skip = 0;
   };
   for (std::size_t i = 0; i < s.out_.size() && i < kMaxFramesPerSend; ++i) {
-    const OutFrame& f = s.out_[i];
+    OutFrame& f = s.out_[i];
     add(f.header.data(), f.header.size());
     auto bytes = f.message.asBytes();
     add(bytes.begin(), bytes.size());
-    add(f.payload.data.get(), f.payload.size);
-    auto pad = payloadPadding(static_cast<std::uint32_t>(f.payload.size));
+    if (auto* piped = std::get_if<PipedBytes>(&f.payload)) {
+      if (!iov_.empty()) break;  // what comes before the pipe's bytes goes first
+      if (skip < piped->size) {
+        splicing_ = piped;
+        break;
+      }
+      skip -= piped->size;
+    } else {
+      const Bytes& payload = std::get<Bytes>(f.payload);
+      add(payload.data.get(), payload.size);
+    }
+    auto pad = payloadPadding(static_cast<std::uint32_t>(payloadSize(f.payload)));
     add(pad.data(), pad.size());
+  }
+  keepAlive_ = s.shared_from_this();
+  if (splicing_ != nullptr) {
+    const std::size_t left = splicing_->size - splicing_->sent;
+    io_uring_prep_splice(s.ring().prepare(this), splicing_->readEnd(), -1, s.socket_.get(), -1,
+                         static_cast<unsigned>(left), 0);
+    return;
   }
   msg_ = {};
   msg_.msg_iov = iov_.data();
   msg_.msg_iovlen = iov_.size();
-  keepAlive_ = s.shared_from_this();
   io_uring_prep_sendmsg(s.ring().prepare(this), s.socket_.get(), &msg_, MSG_NOSIGNAL);
 }
 
@@ -482,6 +504,15 @@ void Session::Send::complete(int result) {
     s.out_.clear();
     s.outBytes_ = 0;
     return;
+  }
+  if (splicing_ != nullptr) {
+    if (result == 0) {  // cannot happen while the pipe holds the bytes: never wait on it
+      s.close("a reply's bytes went missing from their pipe");
+      s.out_.clear();
+      s.outBytes_ = 0;
+      return;
+    }
+    splicing_->sent += static_cast<std::size_t>(result);
   }
   std::size_t sent = static_cast<std::size_t>(result) + s.outSentOfFront_;
   while (!s.out_.empty() && sent >= s.out_.front().bytes()) {

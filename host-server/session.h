@@ -18,6 +18,7 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "common/frame.h"
@@ -28,6 +29,7 @@
 #include "host-server/exports.h"
 #include "host-server/handle_table.h"
 #include "host-server/node_table.h"
+#include "host-server/pipes.h"
 #include "host-server/stats.h"
 #include "host-server/uring.h"
 #include "host-server/volume_file.h"
@@ -52,10 +54,15 @@ struct Bytes {
   std::span<const std::byte> view() const { return {data.get(), size}; }
 };
 
+// What a reply carries after its message: bytes in memory, or a large read's bytes waiting
+// in a pipe (pipes.h).
+using Payload = std::variant<Bytes, PipedBytes>;
+std::size_t payloadSize(const Payload& payload);
+
 // What an operation answers: the reply and, for data-bearing replies, its payload.
 struct Outcome {
   msg::Reply reply;
-  Bytes payload;
+  Payload payload;
 };
 
 struct SessionLimits {
@@ -97,6 +104,7 @@ class Session : public std::enable_shared_from_this<Session> {
   const VolumeFile& image() const { return *image_; }
   NodeTable& nodes() { return nodes_; }
   HandleTable& handles() { return handles_; }
+  PipePool& pipes() { return pipes_; }
   // The change watch, when this session pushes changes to its client; else null.
   ChangeWatch* changeWatch();
   spdlog::logger& log() const;
@@ -136,10 +144,13 @@ class Session : public std::enable_shared_from_this<Session> {
     bool armed() const { return keepAlive_ != nullptr; }
 
    private:
+    // Sends from out_.front() onwards: the frames' bytes in memory with one sendmsg, up to the
+    // first payload in a pipe, which is spliced on its own.
     Session& session_;
     std::shared_ptr<Session> keepAlive_;
     std::vector<iovec> iov_;
     msghdr msg_{};
+    PipedBytes* splicing_ = nullptr;  // the payload the armed operation takes bytes from
   };
 
   // Closes a connection that has not completed the handshake in time.
@@ -164,7 +175,7 @@ class Session : public std::enable_shared_from_this<Session> {
   struct OutFrame {
     HeaderBytes header;
     wire::Words message;
-    Bytes payload;
+    Payload payload;
     std::size_t bytes() const;
   };
 
@@ -181,7 +192,7 @@ class Session : public std::enable_shared_from_this<Session> {
   Detached serve(std::uint64_t requestId, msg::Request request, Bytes payload);
   void refuse(int error, const std::string& message);
 
-  void enqueue(FrameKind kind, std::uint64_t id, wire::Words message, Bytes payload);
+  void enqueue(FrameKind kind, std::uint64_t id, wire::Words message, Payload payload);
   void operationDone();
 
   Server& server_;
@@ -218,6 +229,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::uint64_t pushedEntries_ = 0;
   std::uint64_t pushedInodes_ = 0;
 
+  PipePool pipes_;  // outlives the frames whose payloads wait in its pipes
   std::deque<OutFrame> out_;
   std::size_t outSentOfFront_ = 0;  // bytes of out_.front() already sent
   std::size_t outBytes_ = 0;        // bytes queued in out_, not yet sent

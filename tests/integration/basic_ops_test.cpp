@@ -939,6 +939,53 @@ TEST_CASE("64 MiB written and read in 1 MiB blocks arrive byte for byte") {
   CHECK(firstDifference(got, in) == -1);
 }
 
+// The host's pipes: large reads are spliced through them (host-server/pipes.h).
+int pipesOf(pid_t pid) {
+  int pipes = 0;
+  const auto dir = std::filesystem::path("/proc") / std::to_string(pid) / "fd";
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    std::error_code ignored;
+    if (std::filesystem::read_symlink(entry.path(), ignored).string().starts_with("pipe:")) ++pipes;
+  }
+  return pipes;
+}
+
+TEST_CASE("large reads at any offset, over holes and past the end, return the host's bytes") {
+  Exported e;
+  // 3 MiB and a bit, with a 1 MiB hole after the first MiB.
+  constexpr std::size_t kMiB = std::size_t{1} << 20;
+  std::string content = pattern(3 * kMiB + 123, 41);
+  std::fill(content.begin() + kMiB, content.begin() + 2 * kMiB, '\0');
+  {
+    Fd fd = openOrThrow(e.h("big"), O_CREAT | O_WRONLY | O_TRUNC);
+    REQUIRE(::pwrite(fd.get(), content.data(), kMiB, 0) == static_cast<ssize_t>(kMiB));
+    const std::size_t tail = content.size() - 2 * kMiB;
+    REQUIRE(::pwrite(fd.get(), content.data() + 2 * kMiB, tail, 2 * kMiB) ==
+            static_cast<ssize_t>(tail));
+  }
+  const int pipesBefore = pipesOf(e.server.pid());
+  // O_DIRECT: each read reaches the host as it is made, at its own offset.
+  Fd fd = openOrThrow(e.m("big"), O_RDONLY | O_DIRECT);
+  struct Read {
+    std::size_t offset, size;
+  };
+  for (const Read& r : {Read{0, kMiB}, Read{4095, kMiB - 4096}, Read{1, kMiB}, Read{kMiB - 100, 300000},
+                        Read{2 * kMiB - 7, 65536}, Read{content.size() - 500000, kMiB},
+                        Read{content.size() - 10, 65536}, Read{content.size() + 5, 65536}}) {
+    CAPTURE(r.offset);
+    CAPTURE(r.size);
+    std::string got(r.size, 'x');
+    const ssize_t n = ::pread(fd.get(), got.data(), r.size, static_cast<off_t>(r.offset));
+    const std::size_t expected =
+        r.offset >= content.size() ? 0 : std::min(r.size, content.size() - r.offset);
+    REQUIRE(n == static_cast<ssize_t>(expected));
+    got.resize(expected);
+    CHECK(firstDifference(got, content.substr(std::min(r.offset, content.size()), expected)) == -1);
+  }
+  // Those reads went through pipes, which the host keeps for the next ones.
+  CHECK(pipesOf(e.server.pid()) > pipesBefore);
+}
+
 TEST_CASE("reads and writes from several threads at once each get their own bytes") {
   Exported e;
   constexpr std::size_t kChunk = 64 * 1024;
