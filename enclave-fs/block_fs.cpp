@@ -40,6 +40,17 @@ void replyStatus(BlockFs& fs, fuse_req_t req, const char* op, const Result<Answe
 
 bool aligned(const BlockFs& fs, std::uint64_t value) { return value % fs.sectorSize() == 0; }
 
+// 0 if the host wrote all `size` bytes, else the errno the write fails with.
+int writeOutcome(BlockFs& fs, const Result<Answer>& answer, std::size_t size) {
+  auto written = expect<msg::body::Written>(fs, "sectorWrite", answer);
+  if (!written) return written.error().value;
+  if ((*written)->count != size) {
+    return fs.refuse("sectorWrite", "wrote " + std::to_string((*written)->count) + " of " +
+                                        std::to_string(size) + " bytes");
+  }
+  return 0;
+}
+
 // At most the protocol's limit, rounded down to whole sectors (the welcome check guarantees
 // at least one).
 std::uint32_t wholeSectors(std::uint32_t hostLimit, std::uint32_t sectorSize) {
@@ -127,12 +138,21 @@ void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 void release(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
   auto& fs = BlockFs::of(req);
   fuse_reply_err(req, 0);
-  fs.released();
+  // The last release ends the mount: not before the writes on their way are on the host.
+  fs.pendingWrites().whenSettled(kFileIno, [&fs](int error) {
+    if (error != 0) {
+      fs.log().error("a write failed after the volume's last flush ({}): the volume may not "
+                     "hold what was written to it",
+                     std::strerror(error));
+    }
+    fs.released();
+  });
 }
 
 void flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
-  // Nothing is held back here: a write is on the host once it is answered.
-  fuse_reply_err(req, 0);
+  // A close waits for the writes still on their way and reports what they met.
+  BlockFs::of(req).pendingWrites().whenSettled(kFileIno,
+                                               [req](int error) { fuse_reply_err(req, error); });
 }
 
 void read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info*) {
@@ -189,28 +209,47 @@ void write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off,
   }
   const bool fua = (fi->flags & (O_DSYNC | O_SYNC)) != 0;
   const std::uint64_t change = fs.readAround().changing(offset, size);
-  fs.connection().call(
-      sectorRequest(msg::op::SectorWrite{offset, fua}),
-      {reinterpret_cast<const std::byte*>(buf), size}, [req, &fs, size, change](Result<Answer> a) {
-        fs.readAround().changed(change);
-        auto written = expect<msg::body::Written>(fs, "sectorWrite", a);
-        if (!written) {
-          fuse_reply_err(req, written.error().value);
-        } else if ((*written)->count != size) {
-          fuse_reply_err(req, fs.refuse("sectorWrite", "wrote " +
-                                                            std::to_string((*written)->count) +
-                                                            " of " + std::to_string(size) +
-                                                            " bytes"));
-        } else {
-          fuse_reply_write(req, size);
-        }
-      });
+  const std::span data(reinterpret_cast<const std::byte*>(buf), size);
+  if (fs.writesBehind() && !fua && fs.connection().alive()) {
+    fs.pendingWrites().started(kFileIno);
+    fs.connection().call(
+        sectorRequest(msg::op::SectorWrite{offset, false}), data,
+        [&fs, offset, size, change](Result<Answer> a) {
+          fs.readAround().changed(change);
+          const int error = writeOutcome(fs, a, size);
+          if (error != 0) {
+            fs.log().error("a write of {} bytes at {} failed after it was answered ({}); the "
+                           "next flush of the volume reports it",
+                           size, offset, std::strerror(error));
+          }
+          fs.pendingWrites().finished(kFileIno, error);
+        });
+    fuse_reply_write(req, size);
+    return;
+  }
+  fs.connection().call(sectorRequest(msg::op::SectorWrite{offset, fua}), data,
+                       [req, &fs, size, change](Result<Answer> a) {
+                         fs.readAround().changed(change);
+                         if (int error = writeOutcome(fs, a, size); error != 0) {
+                           fuse_reply_err(req, error);
+                         } else {
+                           fuse_reply_write(req, size);
+                         }
+                       });
 }
 
 void fsync(fuse_req_t req, fuse_ino_t, int, fuse_file_info*) {
   auto& fs = BlockFs::of(req);
-  fs.connection().call(sectorRequest(msg::op::SectorFlush{}), {},
-                       [req, &fs](Result<Answer> a) { replyStatus(fs, req, "sectorFlush", a); });
+  // The host runs the flush after the writes sent before it and answers them first, so
+  // their errors are known when its answer arrives (and nothing is sent from the receiver
+  // thread).
+  fs.connection().call(sectorRequest(msg::op::SectorFlush{}), {}, [req, &fs](Result<Answer> a) {
+    auto none = expect<msg::body::None>(fs, "sectorFlush", a);
+    const int flushError = none ? 0 : none.error().value;
+    fs.pendingWrites().whenSettled(kFileIno, [req, flushError](int writeError) {
+      fuse_reply_err(req, writeError != 0 ? writeError : flushError);
+    });
+  });
 }
 
 // The loop device discards with a punched hole and zeroes with a zeroed range (or a hole).
@@ -307,7 +346,8 @@ BlockFs::BlockFs(Connection& connection, bool readOnly)
       readOnly_(readOnly),
       mountTime_(now()),
       log_(logger("block")),
-      readAround_(size_) {}
+      readAround_(size_),
+      writesBehind_((connection.welcome().features & msg::kFeatureOrderedWrites) != 0) {}
 
 struct stat BlockFs::statOf(fuse_ino_t ino) const {
   struct stat st{};

@@ -12,6 +12,12 @@
 //                       the read or of the window around it, or none (read_around.h)
 //   write            -> sectorWrite, with FUA for O_DSYNC/O_SYNC writes
 //   fsync            -> sectorFlush
+//
+// Like a disk's volatile write cache, a write without FUA is answered once it is on its way
+// to the host (when the host runs requests in order, msg::kFeatureOrderedWrites): the host
+// runs it before anything sent after it, so later reads see it, and an error it meets is
+// reported by the next fsync (a flush), which is where a file system learns that its data
+// is safe. Writes with FUA, which promise that at their answer, wait for the host.
 //   fallocate        -> sectorTrim (punch hole) or sectorWriteZeroes (zero range)
 #pragma once
 
@@ -25,6 +31,7 @@
 
 #include "enclave-fs/connection.h"
 #include "enclave-fs/read_around.h"
+#include "enclave-fs/write_behind.h"
 
 namespace spdlog {
 class logger;
@@ -50,6 +57,10 @@ class BlockFs {
   std::uint32_t maxWrite() const { return maxWrite_; }
   bool readOnly() const { return readOnly_; }
   ReadAround& readAround() { return readAround_; }
+  // Writes are answered before the host's answer (the host keeps them in order).
+  bool writesBehind() const { return writesBehind_; }
+  WriteBehind& pendingWrites() { return pendingWrites_; }
+  spdlog::logger& log() const { return *log_; }
   struct stat statOf(fuse_ino_t ino) const;
 
   // Logs why a host reply was refused and yields the errno the kernel sees.
@@ -72,6 +83,8 @@ class BlockFs {
   const struct timespec mountTime_;
   std::shared_ptr<spdlog::logger> log_;
   ReadAround readAround_;
+  const bool writesBehind_;
+  WriteBehind pendingWrites_;
 
   std::mutex openMutex_;
   unsigned openFiles_ = 0;

@@ -170,6 +170,7 @@ Result<void, std::string> BlockMount::connectAndServeFile() {
   hello.version = msg::kProtocolVersion;
   hello.kind = msg::MountKind::block;
   hello.name = request_.name;
+  hello.features = msg::kFeatureOrderedWrites;
   auto timeout = std::chrono::milliseconds(
       static_cast<long long>(request_.options.requestTimeoutSeconds * 1000));
   auto connection =

@@ -24,6 +24,14 @@ bool onMemoryFileSystem(int fd) {
   struct statfs fs;
   return ::fstatfs(fd, &fs) == 0 && (fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC);
 }
+
+// The writes a client may answer before the host does (write-behind), which therefore run in
+// order (write_order.h): a basic mount's writes, and a block mount's writes without FUA.
+bool answeredEarly(const msg::Op& op) {
+  if (std::holds_alternative<msg::op::Write>(op)) return true;
+  const auto* sectors = std::get_if<msg::op::SectorWrite>(&op);
+  return sectors != nullptr && !sectors->fua;
+}
 }  // namespace
 
 std::size_t payloadSize(const Payload& payload) {
@@ -277,6 +285,7 @@ void Session::acceptVolume(const msg::Hello& hello) {
   welcome.maxRead = limits::kMaxIoBytes;
   welcome.volumeSize = image_->header().size;
   welcome.sectorSize = image_->header().sectorSize;
+  welcome.features = hello.features & msg::kFeatureOrderedWrites;  // write_order.h
   enqueue(FrameKind::welcome, 0, wire::encode(welcome), {});
   log_->info("client {} ({}) holds volume '{}' ({})", id_, peer_.describe(), volume->name,
              formatBytes(welcome.volumeSize));
@@ -308,7 +317,7 @@ Detached Session::serve(std::uint64_t requestId, msg::Request request, Bytes pay
   auto self = shared_from_this();
   const auto started = std::chrono::steady_clock::now();
   const std::size_t payloadBytes = payload.size;
-  const bool isWrite = std::holds_alternative<msg::op::Write>(request.op);
+  const bool isWrite = answeredEarly(request.op);
   co_await writeOrder_.turn(isWrite);
   // Two statements: GCC 12 destroys a conditional's coroutine temporaries too early.
   Outcome outcome;

@@ -1,7 +1,8 @@
 // Keeps a client's requests behind the writes it sent before them.
 //
-// A basic mount answers a write before the host has (write-behind, docs/consistency.md), so
-// every request it sends after a write must find that write done on the host: a request
+// A basic mount answers a write before the host has (write-behind, docs/consistency.md), and
+// a block mount its writes without FUA, so every request either sends after a write must
+// find that write done on the host: a request
 // starts only when every write that arrived before it has finished, and writes run one at a
 // time, in order. A request that arrives while no write is running or waiting starts at
 // once, as it would without this. On a memory file system writes finish inline, so nothing

@@ -102,12 +102,14 @@ std::uint64_t hashOf(const std::string& content) { return XXH3_64bits(content.da
 // One enclave and one host with one volume: the fixture of most tests.
 struct Rig {
   TempDir dir;
-  std::string image = dir / "db.img";
+  std::string image;
   std::string enclave = dir / "enclave";  // run directory of the simulated enclave
   std::string mnt = dir / "mnt";
   std::optional<HostServer> server;
 
-  explicit Rig(const std::string& size = "256M") {
+  // The image goes into `imageDir`, or else into the rig's own directory.
+  explicit Rig(const std::string& size = "256M", const std::string& imageDir = "")
+      : image((imageDir.empty() ? std::string(dir.path()) : imageDir) + "/db.img") {
     ::mkdir(mnt.c_str(), 0755);
     ::mkdir(enclave.c_str(), 0755);
     auto made = volumeTool({"create", "--size", size, "--volume", image});
@@ -422,6 +424,45 @@ TEST_CASE("kill -9 of the host during heavy writes loses nothing that was fsynce
   rig.unmount();
   auto fsck = run({"/sbin/fsck.ext4", "-n", rig.image + "?offset=4096"});
   CHECK_MESSAGE(fsck.exitCode == 0, fsck.output);
+}
+
+// A tmpfs of `size`, mounted for the life of this object.
+struct SmallTmpfs {
+  explicit SmallTmpfs(const std::string& size) {
+    ::mkdir(path.c_str(), 0755);
+    REQUIRE(::mount("tmpfs", path.c_str(), "tmpfs", 0, ("size=" + size).c_str()) == 0);
+  }
+  ~SmallTmpfs() { ::umount2(path.c_str(), MNT_DETACH); }
+  TempDir dir;
+  std::string path = dir / "tmpfs";
+};
+
+TEST_CASE("writes the host fails after they were answered make the next fsync fail") {
+  // The image may grow to 128 MiB, but the host's file system holds 40 MiB: the host fails
+  // the writes past that with ENOSPC, after the mount has answered them.
+  SmallTmpfs hostDisk("40m");
+  Rig rig("128M", hostDisk.path);
+  rig.mount();
+  {
+    const std::string chunk(kMiB, 'w');
+    const int fd = ::open((rig.mnt + "/big").c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+    REQUIRE(fd >= 0);
+    for (int i = 0; i < 64; ++i) {
+      REQUIRE(::write(fd, chunk.data(), chunk.size()) == static_cast<ssize_t>(chunk.size()));
+    }
+    const int synced = ::fsync(fd);
+    const int error = errno;
+    ::close(fd);
+    CHECK(synced == -1);
+    CHECK(error == EIO);
+  }
+  struct statvfs host{};
+  REQUIRE(::statvfs(hostDisk.path.c_str(), &host) == 0);
+  CHECK(host.f_bavail == 0);
+  // The file system saw the error; the chain still comes down and gives the volume back.
+  auto down = unmountVolume(rig.enclave, rig.mnt);
+  CHECK_MESSAGE(down.exitCode == 0, down.output);
+  CHECK_FALSE(loopDeviceOf(rig.enclave + "/block/volume").has_value());
 }
 
 TEST_CASE("bad volume sizes, names and options get one clear error line") {
