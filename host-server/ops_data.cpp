@@ -23,17 +23,14 @@ bool writes(std::uint32_t flags) {
 }
 
 // Up to `size` bytes of `fd` from `offset`; fewer at the end of the file.
-Co<Result<Payload>> readAt(Session& s, int fd, std::uint64_t offset, std::uint32_t size) {
-  auto piped = co_await readIntoPipe(s, fd, offset, size);
-  if (!piped) co_return piped.error();
-  if (*piped) co_return Payload(std::move(**piped));
+Co<Result<Bytes>> readAt(Session& s, int fd, std::uint64_t offset, std::uint32_t size) {
   Bytes data = Bytes::allocate(size);
   int n = co_await inMemoryOrRing(
       s, [&] { return ::pread(fd, data.data.get(), size, static_cast<off_t>(offset)); },
       [&](io_uring_sqe* sqe) { io_uring_prep_read(sqe, fd, data.data.get(), size, offset); });
   if (n < 0) co_return Errno{-n};
   data.size = static_cast<std::size_t>(n);
-  co_return Payload(std::move(data));
+  co_return data;
 }
 
 }  // namespace
@@ -105,9 +102,18 @@ Co<Outcome> read(Session& s, const msg::Request& r, const msg::op::Read& op) {
   auto file = findHandle(s, r.handle, false);
   if (!file) co_return failure(file.error().value);
   if (op.size > limits::kMaxIoBytes) co_return failure(EINVAL);
+  Outcome out = success(msg::body::Data{});
+  // The kernel asks for what the file holds (its read-ahead stops at the end), so a large
+  // read is a large payload: spliced. An open's first bytes (above) are asked for blindly, and
+  // most files are small: copied.
+  auto piped = co_await readIntoPipe(s, (*file)->fd.get(), op.offset, op.size);
+  if (!piped) co_return failure(piped.error().value);
+  if (*piped) {
+    out.payload = std::move(**piped);
+    co_return out;
+  }
   auto data = co_await readAt(s, (*file)->fd.get(), op.offset, op.size);
   if (!data) co_return failure(data.error().value);
-  Outcome out = success(msg::body::Data{});
   out.payload = std::move(*data);
   co_return out;
 }

@@ -18,8 +18,10 @@
 
 namespace enclavefs::host {
 
-// Smaller reads are copied: a splice costs more than a copy of a few pages.
-constexpr std::size_t kPipedReadMinBytes = 64 * 1024;
+// Smaller reads are copied: io_uring always hands a splice to a worker thread, and that
+// hand-off costs a read of a 128 KiB window (a block mount's read-around) more time than the
+// copies it saves (docs/performance.md).
+constexpr std::size_t kPipedReadMinBytes = 256 * 1024;
 
 struct Pipe {
   UniqueFd readEnd;
