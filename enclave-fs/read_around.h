@@ -32,7 +32,6 @@ class ReadAround {
  public:
   static constexpr std::uint32_t kWindowBytes = 128 << 10;
   static constexpr std::size_t kBudgetBytes = 8 << 20;
-  static constexpr std::uint64_t kNearBytes = 4 << 20;
 
   explicit ReadAround(std::uint64_t volumeSize) : volumeSize_(volumeSize) {}
 
