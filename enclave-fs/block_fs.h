@@ -12,13 +12,13 @@
 //                       the read or of the window around it, or none (read_around.h)
 //   write            -> sectorWrite, with FUA for O_DSYNC/O_SYNC writes
 //   fsync            -> sectorFlush
+//   fallocate        -> sectorTrim (punch hole) or sectorWriteZeroes (zero range)
 //
 // Like a disk's volatile write cache, a write without FUA is answered once it is on its way
 // to the host (when the host runs requests in order, msg::kFeatureOrderedWrites): the host
 // runs it before anything sent after it, so later reads see it, and an error it meets is
 // reported by the next fsync (a flush), which is where a file system learns that its data
 // is safe. Writes with FUA, which promise that at their answer, wait for the host.
-//   fallocate        -> sectorTrim (punch hole) or sectorWriteZeroes (zero range)
 #pragma once
 
 #include <fuse_lowlevel.h>
