@@ -104,7 +104,7 @@ int runBasicMount(MountRequest request) {
     });
   }
 
-  conn.start();
+  conn.start(std::chrono::microseconds(options.busyPollMicros));
   // Once the kernel has fetched the root through the mount, the mount answers: the command
   // may return. The kernel starts with placeholder attributes for the root (no permission
   // bits), and an invalidation that crosses a getattr makes it drop the answer and check

@@ -352,7 +352,7 @@ int BlockMount::run() {
     log_->debug("cannot mark the mount process as an I/O flusher ({}): under memory pressure "
                 "the volume's write-back could stall", errnoText());
   }
-  connection_->start();
+  connection_->start(std::chrono::microseconds(request_.options.busyPollMicros));
   fuseLoop_ = std::thread([this] {
     fuse_.serve(request_.options.maxThreads);
     // However the session ended (the FUSE connection aborted, too), the mount is over.

@@ -1,6 +1,7 @@
 #include "enclave-fs/connection.h"
 
 #include <poll.h>
+#include <sched.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -85,7 +86,8 @@ Result<std::unique_ptr<Connection>, std::string> Connection::open(
   }
 }
 
-void Connection::start() {
+void Connection::start(std::chrono::microseconds busyPoll) {
+  busyPoll_ = busyPoll;
   receiver_ = std::thread([this] { receive(); });
 }
 
@@ -207,16 +209,19 @@ void Connection::receive() {
       dispatch(**frame);
       if (!alive()) return;
     }
-    pollfd fds[2] = {{socket_.get(), POLLIN, 0}, {stopEvent_.get(), POLLIN, 0}};
-    int ready = ::poll(fds, 2, static_cast<int>(kExpiryCheckInterval.count()));
-    if (ready < 0 && errno != EINTR) {
-      fail(std::string("poll: ") + std::strerror(errno));
-      return;
+    ssize_t n = receiveBusyPolling(in);
+    if (n < 0 && errno == EAGAIN) {
+      pollfd fds[2] = {{socket_.get(), POLLIN, 0}, {stopEvent_.get(), POLLIN, 0}};
+      int ready = ::poll(fds, 2, static_cast<int>(kExpiryCheckInterval.count()));
+      if (ready < 0 && errno != EINTR) {
+        fail(std::string("poll: ") + std::strerror(errno));
+        return;
+      }
+      if (fds[1].revents != 0) return;
+      if (ready <= 0) continue;
+      auto space = in.writable();
+      n = ::recv(socket_.get(), space.data(), space.size(), 0);
     }
-    if (fds[1].revents != 0) return;
-    if (ready <= 0) continue;
-    auto space = in.writable();
-    ssize_t n = ::recv(socket_.get(), space.data(), space.size(), 0);
     if (n < 0 && errno == EINTR) continue;
     if (n == 0) {
       fail("the host closed the connection");
@@ -227,6 +232,20 @@ void Connection::receive() {
       return;
     }
     in.commit(static_cast<std::size_t>(n));
+  }
+}
+
+ssize_t Connection::receiveBusyPolling(FrameAssembler& in) {
+  if (busyPoll_.count() == 0) {
+    errno = EAGAIN;
+    return -1;
+  }
+  const auto until = std::chrono::steady_clock::now() + busyPoll_;
+  for (;;) {
+    auto space = in.writable();
+    ssize_t n = ::recv(socket_.get(), space.data(), space.size(), MSG_DONTWAIT);
+    if (n >= 0 || errno != EAGAIN || std::chrono::steady_clock::now() >= until) return n;
+    ::sched_yield();
   }
 }
 

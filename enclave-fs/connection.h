@@ -6,6 +6,14 @@
 // requests in flight; `sendMutex_` keeps frames whole on the socket. Neither is held while a
 // handler runs.
 //
+// Busy polling: when the socket runs dry, the receiver keeps trying it for a short while
+// (yielding the CPU to any other runnable thread between tries) before it sleeps. A thread
+// that sleeps leaves its CPU idle, and on a virtual machine an idle CPU halts: waking it for
+// the next answer, and for the thread that answer wakes in turn, costs tens of microseconds,
+// more than the host takes to answer. Polling keeps the CPU awake across one request's round
+// trip; it costs CPU time only while requests follow each other closely, and none when the
+// mount is idle (docs/performance.md has the figures).
+//
 // Failure: a framing error, a reply to a request never made, a host that closes the socket,
 // or a request unanswered past the timeout ends the connection; every request in flight and
 // every later one fails at once with ENOTCONN, so nothing waits forever.
@@ -53,8 +61,9 @@ class Connection {
 
   const msg::Welcome& welcome() const { return welcome_; }
 
-  // Starts the receiver thread. Call after any fork.
-  void start();
+  // Starts the receiver thread, which polls for up to `busyPoll` before it sleeps. Call
+  // after any fork.
+  void start(std::chrono::microseconds busyPoll);
   // Stops the receiver thread and fails what is in flight.
   void stop();
 
@@ -82,12 +91,16 @@ class Connection {
   Result<void> send(FrameKind kind, std::uint64_t id, std::span<const std::byte> message,
                     std::span<const std::byte> payload);
   void receive();
+  // Reads what the socket has into `in`, trying for up to busyPoll_; -1 with EAGAIN when
+  // nothing came in that time.
+  ssize_t receiveBusyPolling(FrameAssembler& in);
   void dispatch(const FrameView& frame);
   void fail(const std::string& why);
   bool expired();
 
   UniqueFd socket_;
   std::chrono::milliseconds timeout_;
+  std::chrono::microseconds busyPoll_{0};
   msg::Welcome welcome_;
   std::atomic<bool> alive_{true};
   std::atomic<std::uint64_t> nextId_{1};

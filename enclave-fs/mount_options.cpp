@@ -56,6 +56,18 @@ Result<MountOptions, std::string> parseMountOptions(const std::vector<std::strin
         out = parsed;
         return {};
       };
+      auto count = [&](unsigned& out, unsigned low, unsigned high,
+                       const char* what) -> Result<void, std::string> {
+        unsigned n = 0;
+        auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+        if (!hasValue || ec != std::errc() || end != value.data() + value.size() || n < low ||
+            n > high) {
+          return Fail{"mount option '" + item + "' needs " + what + " (" + std::to_string(low) +
+                      "-" + std::to_string(high) + ")"};
+        }
+        out = n;
+        return {};
+      };
       Result<void, std::string> ok;
       if ((key == "symlinks" || key == "entry_timeout" || key == "attr_timeout" ||
            key == "write_through") &&
@@ -97,12 +109,9 @@ Result<MountOptions, std::string> parseMountOptions(const std::vector<std::strin
           return Fail{std::string("mount option 'timeout' must be at least 1 second")};
         }
       } else if (key == "max_threads") {
-        unsigned n = 0;
-        auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
-        if (!hasValue || ec != std::errc() || end != value.data() + value.size() || n < 1 || n > 64) {
-          return Fail{"mount option '" + item + "' needs a thread count (1-64)"};
-        }
-        options.maxThreads = n;
+        ok = count(options.maxThreads, 1, 64, "a thread count");
+      } else if (key == "busy_poll") {
+        ok = count(options.busyPollMicros, 0, 1000, "microseconds");
       } else {
         return Fail{"unknown mount option '" + item + "'"};
       }

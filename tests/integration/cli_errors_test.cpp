@@ -141,7 +141,8 @@ TEST_CASE("mount: a malformed address is one error quoting it") {
 TEST_CASE("mount: an unknown or refused -o option is one error naming the option") {
   MountSetup s;
   HostServer server(s.dir / "sock", {"--export", "data=" + s.exportDir});
-  for (const char* option : {"bogus", "suid", "dev", "entry_timeout=forever", "max_threads=0"}) {
+  for (const char* option : {"bogus", "suid", "dev", "entry_timeout=forever", "max_threads=0",
+                             "busy_poll=2000"}) {
     CAPTURE(option);
     auto r = mountRun({"--host", server.address(), "--export", "data", "-o",
                        std::string("ro,") + option, s.mnt});

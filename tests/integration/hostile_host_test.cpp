@@ -310,30 +310,6 @@ bool isLookup(const msg::Request& r, const std::string& name) {
 
 // ---- the enclavefs-mount process ---------------------------------------------------------------
 
-// The daemon serving `mountPoint`, found by its command line (it has forked away from the
-// process the harness started), or -1.
-pid_t mountDaemon(const std::string& mountPoint) {
-  for (const auto& proc : std::filesystem::directory_iterator("/proc")) {
-    const std::string name = proc.path().filename();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream in(proc.path() / "cmdline");
-    std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    std::vector<std::string> args;
-    std::size_t at = 0;
-    while (at < all.size()) {
-      std::size_t end = all.find('\0', at);
-      if (end == std::string::npos) end = all.size();
-      args.push_back(all.substr(at, end - at));
-      at = end + 1;
-    }
-    if (args.empty() || !args[0].ends_with("enclavefs-mount")) continue;
-    for (const auto& a : args) {
-      if (a == mountPoint) return static_cast<pid_t>(std::stol(name));
-    }
-  }
-  return -1;
-}
-
 // Alive and not a zombie.
 bool processAlive(pid_t pid) {
   if (pid <= 0) return false;

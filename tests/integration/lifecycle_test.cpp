@@ -1,5 +1,6 @@
 // Starting, stopping and losing the pieces: the mount comes up and goes away cleanly, the
-// server cleans up on SIGTERM, and an enclave whose host disappears gets errors, not hangs.
+// server cleans up on SIGTERM, an enclave whose host disappears gets errors, not hangs, and
+// an idle mount sits still.
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -7,6 +8,9 @@
 
 #include <cerrno>
 #include <chrono>
+#include <fstream>
+#include <sstream>
+#include <string>
 #include <thread>
 
 #include "support/harness.h"
@@ -57,4 +61,40 @@ TEST_CASE("when the host goes away, calls fail with an error instead of hanging"
   CHECK(std::chrono::steady_clock::now() - start < 5s);
   int fd = ::open((mount / "other").c_str(), O_CREAT | O_WRONLY, 0644);
   CHECK(fd == -1);
+}
+
+// CPU time the process has used so far (user and system, all threads).
+std::chrono::milliseconds cpuTime(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat;
+  std::getline(in, stat);
+  std::istringstream fields(stat.substr(stat.rfind(')') + 2));
+  std::string field;
+  long long ticks = 0;
+  for (int i = 3; i <= 15 && fields >> field; ++i) {
+    if (i >= 14) ticks += std::stoll(field);  // utime, stime
+  }
+  return std::chrono::milliseconds(ticks * 1000 / ::sysconf(_SC_CLK_TCK));
+}
+
+TEST_CASE("an idle mount uses no CPU, however long its receiver busy-polls") {
+  // The receiver polls for the next answer before it sleeps (connection.h): that may cost CPU
+  // while answers follow each other, never once they stop.
+  for (const char* busyPoll : {"busy_poll=0", "busy_poll=1000"}) {
+    CAPTURE(busyPoll);
+    TempDir dir;
+    ::mkdir((dir / "export").c_str(), 0755);
+    ::mkdir((dir / "mnt").c_str(), 0755);
+    HostServer server(dir / "sock", {"--export", "data=" + (dir / "export")});
+    Mount mount(server.address(), "data", dir / "mnt", {"-o", busyPoll});
+    for (int i = 0; i < 100; ++i) writeFile(mount / ("f" + std::to_string(i)), std::to_string(i));
+    for (int i = 0; i < 100; ++i) CHECK(readFile(mount / ("f" + std::to_string(i))) == std::to_string(i));
+    const pid_t daemon = mountDaemon(dir / "mnt");
+    REQUIRE(daemon > 0);
+    const auto before = cpuTime(daemon);
+    std::this_thread::sleep_for(1s);
+    CHECK(cpuTime(daemon) - before <= 50ms);
+    mount.unmount();
+    CHECK(server.stop() == 0);
+  }
 }

@@ -92,6 +92,9 @@ class Mount {
 };
 
 bool isMountPoint(const std::string& path);
+// The enclavefs-mount daemon serving `mountPoint`, found by its command line (it has forked
+// away from the process the harness started), or -1.
+pid_t mountDaemon(const std::string& mountPoint);
 
 // Writes/reads a whole file through ordinary system calls.
 void writeFile(const std::string& path, const std::string& content);

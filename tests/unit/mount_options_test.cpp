@@ -194,6 +194,19 @@ TEST_CASE("max_threads takes 1 to 64") {
   }
 }
 
+TEST_CASE("busy_poll takes 0 to 1000 microseconds and defaults to 50") {
+  CHECK(parsed({"ro"}).busyPollMicros == 50);
+  CHECK(parsed({"busy_poll=0"}).busyPollMicros == 0);
+  CHECK(parsed({"busy_poll=1000"}).busyPollMicros == 1000);
+  for (const char* option : {"busy_poll=1001", "busy_poll=-1", "busy_poll=5us", "busy_poll=",
+                             "busy_poll"}) {
+    CAPTURE(option);
+    auto e = refused({option});
+    CHECK(e.find("'" + std::string(option) + "'") != std::string::npos);
+    CHECK(e.find("microseconds") != std::string::npos);
+  }
+}
+
 TEST_CASE("a comma in the export name cannot add kernel mount options") {
   // The export name is copied into fsname=; unescaped, "x,suid" would become its own option.
   MountOptions o;
