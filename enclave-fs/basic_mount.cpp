@@ -17,10 +17,10 @@
 #include "enclave-fs/basic_fs.h"
 #include "enclave-fs/connection.h"
 #include "enclave-fs/force_mount.h"
+#include "enclave-fs/fuse_device.h"
 #include "enclave-fs/fuse_session.h"
 #include "enclave-fs/invalidator.h"
 #include "enclave-fs/program.h"
-#include "enclave-fs/set_id_bits.h"
 
 namespace enclavefs::enclave {
 namespace {
@@ -92,8 +92,10 @@ int runBasicMount(MountRequest request) {
   }
   session.mounted = true;
   // A host that does not clear set-ID bits leaves them to the enclave's kernel.
-  if ((conn.welcome().features & msg::kFeatureClearsSetId) != 0 &&
-      !set_id_bits::handOverToHost(session.session)) {
+  const fuse_device::Hooks hooks{
+      .busyPoll = std::chrono::microseconds(options.busyPollMicros),
+      .hostClearsSetId = (conn.welcome().features & msg::kFeatureClearsSetId) != 0};
+  if (!fuse_device::takeOver(session.session, hooks)) {
     return fail("cannot take over the FUSE session's I/O");
   }
   std::optional<Background> background;

@@ -27,6 +27,7 @@
 #include "enclave-fs/block_fs.h"
 #include "enclave-fs/connection.h"
 #include "enclave-fs/force_mount.h"
+#include "enclave-fs/fuse_device.h"
 #include "enclave-fs/fuse_session.h"
 #include "enclave-fs/loop_device.h"
 #include "enclave-fs/run_tool.h"
@@ -194,6 +195,11 @@ Result<void, std::string> BlockMount::connectAndServeFile() {
                 " (is /dev/fuse available, and are we root?)"};
   }
   fuse_.mounted = true;
+  const fuse_device::Hooks hooks{
+      .busyPoll = std::chrono::microseconds(request_.options.busyPollMicros)};
+  if (!fuse_device::takeOver(fuse_.session, hooks)) {
+    return Fail{std::string("cannot take over the FUSE session's I/O")};
+  }
   return {};
 }
 

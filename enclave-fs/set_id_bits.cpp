@@ -43,16 +43,13 @@ bool argumentAt(std::span<const std::byte> request, std::size_t offset, T& out) 
   return true;
 }
 
-ssize_t readRequest(int fd, void* buf, size_t size, void*) {
-  ssize_t n = ::read(fd, buf, size);
-  tLastRead = n > 0 ? inspect(std::span(static_cast<const std::byte*>(buf), static_cast<std::size_t>(n)))
-                    : KernelRequest{};
-  return n;
+}  // namespace
+
+void noteRequest(std::span<const std::byte> request) {
+  tLastRead = request.empty() ? KernelRequest{} : inspect(request);
 }
 
-// Adds FUSE_HANDLE_KILLPRIV_V2 to libfuse's answer to the FUSE_INIT this worker just read,
-// when the kernel offered it; every other write passes as it is.
-ssize_t writeAnswer(int fd, iovec* iov, int count, void*) {
+ssize_t writeAnswer(int fd, iovec* iov, int count) {
   const KernelRequest& init = tLastRead;
   if (init.opcode != FUSE_INIT || !init.offersHandover || count < 2 ||
       iov[0].iov_len < sizeof(fuse_out_header)) {
@@ -79,11 +76,6 @@ ssize_t writeAnswer(int fd, iovec* iov, int count, void*) {
   return n;
 }
 
-constexpr fuse_custom_io kHooks = {.writev = writeAnswer, .read = readRequest,
-                                   .splice_receive = nullptr, .splice_send = nullptr};
-
-}  // namespace
-
 KernelRequest inspect(std::span<const std::byte> request) {
   KernelRequest out;
   fuse_in_header header;
@@ -103,10 +95,6 @@ KernelRequest inspect(std::span<const std::byte> request) {
     out.offersHandover = bitSet(offsetof(fuse_init_in, flags), FUSE_HANDLE_KILLPRIV_V2);
   }
   return out;
-}
-
-bool handOverToHost(fuse_session* session) {
-  return fuse_session_custom_io(session, &kHooks, fuse_session_fd(session)) == 0;
 }
 
 bool hostClears() { return gHostClears; }

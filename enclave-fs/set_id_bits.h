@@ -10,13 +10,14 @@
 // (Request.killSetId), and the host clears the bits from the file as it is on the host.
 //
 // libfuse 3.14 can neither declare the flag nor hand the marks on, so the session's
-// /dev/fuse reads and writes go through libfuse's custom I/O hooks: each read notes what the
-// request it brought asks for, for the FUSE worker that read it (libfuse's workers handle
-// the request they read on the same thread), and the answer to FUSE_INIT gets the flag added
-// when the kernel offers it.
+// /dev/fuse reads and writes come here (fuse_device.h): each read notes what the request it
+// brought asks for, for the FUSE worker that read it (libfuse's workers handle the request
+// they read on the same thread), and the answer to FUSE_INIT gets the flag added when the
+// kernel offers it.
 #pragma once
 
 #include <fuse_lowlevel.h>
+#include <sys/uio.h>
 
 #include <cstdint>
 #include <span>
@@ -33,9 +34,13 @@ struct KernelRequest {
 };
 KernelRequest inspect(std::span<const std::byte> request);
 
-// Sends the session's /dev/fuse reads and writes through the hooks. Call after
-// fuse_session_mount and before serving; false if libfuse refuses.
-bool handOverToHost(fuse_session* session);
+// Notes the raw request the calling FUSE worker has just read from /dev/fuse (empty: the
+// read brought none).
+void noteRequest(std::span<const std::byte> request);
+
+// Writes an answer to /dev/fuse like writev, adding FUSE_HANDLE_KILLPRIV_V2 to the answer to
+// a FUSE_INIT that offered it.
+ssize_t writeAnswer(int fd, iovec* iov, int count);
 
 // Whether the kernel took the offer: from then on the mount marks requests for the host.
 bool hostClears();

@@ -137,8 +137,8 @@ struct Rig {
     }
     return count;
   }
-  void mount() {
-    auto r = mountVolume(enclave, server->address(), "db", mnt);
+  void mount(const std::vector<std::string>& extra = {}) {
+    auto r = mountVolume(enclave, server->address(), "db", mnt, extra);
     REQUIRE_MESSAGE(r.exitCode == 0, r.output);
     REQUIRE(isMountPoint(mnt));
   }
@@ -214,6 +214,24 @@ TEST_CASE("a new volume is formatted on first mount and keeps every file across 
   rig.unmount();
   auto fsck = run({"/sbin/fsck.ext4", "-n", rig.image + "?offset=4096"});
   CHECK_MESSAGE(fsck.exitCode == 0, fsck.output);
+}
+
+TEST_CASE("an idle block mount uses no CPU, however long it busy-polls") {
+  // As for basic mounts (lifecycle_test): the receiver and a FUSE worker poll only while
+  // messages follow each other.
+  Rig rig("64M");
+  rig.mount({"-o", "busy_poll=1000"});
+  for (int i = 0; i < 100; ++i) writeFile(rig.mnt + "/f" + std::to_string(i), std::to_string(i));
+  ::sync();
+  for (int i = 0; i < 100; ++i) {
+    CHECK(readFile(rig.mnt + "/f" + std::to_string(i)) == std::to_string(i));
+  }
+  const pid_t daemon = mountDaemon(rig.mnt);
+  REQUIRE(daemon > 0);
+  const auto before = cpuTime(daemon);
+  std::this_thread::sleep_for(1s);
+  CHECK(cpuTime(daemon) - before <= 50ms);
+  rig.unmount();
 }
 
 TEST_CASE("small files read one after another take a host read per window, and stay right "

@@ -95,6 +95,8 @@ bool isMountPoint(const std::string& path);
 // The enclavefs-mount daemon serving `mountPoint`, found by its command line (it has forked
 // away from the process the harness started), or -1.
 pid_t mountDaemon(const std::string& mountPoint);
+// CPU time the process has used so far (user and system, all its threads).
+std::chrono::milliseconds cpuTime(pid_t pid);
 
 // Writes/reads a whole file through ordinary system calls.
 void writeFile(const std::string& path, const std::string& content);
