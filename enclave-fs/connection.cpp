@@ -1,7 +1,6 @@
 #include "enclave-fs/connection.h"
 
 #include <poll.h>
-#include <sched.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -12,6 +11,7 @@
 
 #include "common/log.h"
 #include "common/wire.h"
+#include "enclave-fs/busy_poll.h"
 #include "enclave-fs/reply_check.h"
 
 namespace enclavefs::enclave {
@@ -236,17 +236,14 @@ void Connection::receive() {
 }
 
 ssize_t Connection::receiveBusyPolling(FrameAssembler& in) {
-  if (busyPoll_.count() == 0) {
-    errno = EAGAIN;
-    return -1;
-  }
-  const auto until = std::chrono::steady_clock::now() + busyPoll_;
-  for (;;) {
+  ssize_t n = -1;
+  errno = EAGAIN;
+  busyPoll(busyPoll_, [&] {
     auto space = in.writable();
-    ssize_t n = ::recv(socket_.get(), space.data(), space.size(), MSG_DONTWAIT);
-    if (n >= 0 || errno != EAGAIN || std::chrono::steady_clock::now() >= until) return n;
-    ::sched_yield();
-  }
+    n = ::recv(socket_.get(), space.data(), space.size(), MSG_DONTWAIT);
+    return n >= 0 || errno != EAGAIN;
+  });
+  return n;
 }
 
 void Connection::dispatch(const FrameView& frame) {

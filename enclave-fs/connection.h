@@ -6,13 +6,10 @@
 // requests in flight; `sendMutex_` keeps frames whole on the socket. Neither is held while a
 // handler runs.
 //
-// Busy polling: when the socket runs dry, the receiver keeps trying it for a short while
-// (yielding the CPU to any other runnable thread between tries) before it sleeps. A thread
-// that sleeps leaves its CPU idle, and on a virtual machine an idle CPU halts: waking it for
-// the next answer, and for the thread that answer wakes in turn, costs tens of microseconds,
-// more than the host takes to answer. Polling keeps the CPU awake across one request's round
-// trip; it costs CPU time only while requests follow each other closely, and none when the
-// mount is idle (docs/performance.md has the figures).
+// Busy polling (busy_poll.h): when the socket runs dry, the receiver keeps trying it for a
+// short while before it sleeps, which keeps its CPU awake across one request's round trip
+// and for the thread the answer wakes in turn. It costs CPU time only while requests follow
+// each other closely, and none when the mount is idle (docs/performance.md has the figures).
 //
 // Failure: a framing error, a reply to a request never made, a host that closes the socket,
 // or a request unanswered past the timeout ends the connection; every request in flight and

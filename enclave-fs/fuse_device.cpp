@@ -1,7 +1,6 @@
 #include "enclave-fs/fuse_device.h"
 
 #include <poll.h>
-#include <sched.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -9,6 +8,7 @@
 #include <cstddef>
 #include <span>
 
+#include "enclave-fs/busy_poll.h"
 #include "enclave-fs/set_id_bits.h"
 
 namespace enclavefs::enclave::fuse_device {
@@ -24,9 +24,8 @@ thread_local bool tHandledOne = false;
 // worker has just handled a request and no other worker polls.
 void pollBriefly(int fd) {
   if (gHooks.busyPoll.count() == 0 || !tHandledOne || gPolling.exchange(true)) return;
-  const auto until = std::chrono::steady_clock::now() + gHooks.busyPoll;
   pollfd device{fd, POLLIN, 0};
-  while (::poll(&device, 1, 0) == 0 && std::chrono::steady_clock::now() < until) ::sched_yield();
+  busyPoll(gHooks.busyPoll, [&] { return ::poll(&device, 1, 0) != 0; });
   gPolling.store(false);
 }
 

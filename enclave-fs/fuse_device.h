@@ -1,11 +1,9 @@
 // The FUSE session's /dev/fuse reads and writes, taken over through libfuse's custom I/O
 // hooks for two things libfuse 3.14 cannot do itself:
 //
-// * Busy polling. A FUSE worker that has just answered a request looks for the next one
-//   (poll with no timeout, sched_yield between tries) for up to `busyPoll` before it sleeps
-//   in its blocking read. An application's requests follow each other by a few
-//   microseconds, and on a virtual machine that halts idle CPUs, waking a sleeping worker
-//   costs tens of them. One worker polls at a time; the others sleep in read as before, so
+// * Busy polling (busy_poll.h). A FUSE worker that has just answered a request looks for
+//   the next one (poll with no timeout) for up to `busyPoll` before it sleeps in its
+//   blocking read: an application's requests follow each other by a few microseconds. One worker polls at a time; the others sleep in read as before, so
 //   an idle mount, or one whose requests come far apart, spends no CPU on it.
 // * Set-ID bits cleared by the host (set_id_bits.h): each read notes the request it
 //   brought for the worker that handles it, and the answer to FUSE_INIT takes the flag.

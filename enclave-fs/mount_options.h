@@ -26,8 +26,9 @@ struct MountOptions {
   bool writeThrough = false;
   double requestTimeoutSeconds = 60;
   unsigned maxThreads = 4;
-  // How long the thread that receives the host's answers keeps looking for the next one
-  // before it sleeps (connection.h); 0: it sleeps at once.
+  // How long the thread that receives the host's answers, and a FUSE worker that has just
+  // answered a request, keep looking for the next message before they sleep (busy_poll.h);
+  // 0: they sleep at once.
   unsigned busyPollMicros = 50;
   // The first option given that only a basic mount understands (symlinks, entry_timeout,
   // attr_timeout, write_through), so a block mount can refuse it by name.
