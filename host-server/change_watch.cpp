@@ -77,6 +77,7 @@ void ChangeWatch::unwatchSession(std::uint64_t sessionId) {
 }
 
 void ChangeWatch::Reader::arm() {
+  ++watch_.reads_;
   io_uring_prep_read(watch_.ring_.prepare(this), watch_.inotify_.get(), buffer_, sizeof buffer_, 0);
 }
 
@@ -99,8 +100,31 @@ void ChangeWatch::Pause::complete(int) { watch_.reader_.arm(); }
 
 void ChangeWatch::madeBy(std::uint64_t sessionId, std::uint64_t batchesBefore, msg::NodeId dir,
                          const std::string& name, std::uint32_t event) {
-  if (!inotify_ || batchesBefore != batches_ || ownChanges_.size() >= kMaxOwnChanges) return;
-  ownChanges_.push_back({sessionId, dir, name, event});
+  if (!inotify_ || ownChanges_.size() >= kMaxOwnChanges) return;
+  if (batchesBefore != batches_ && !stillToCome(sessionId, batchesBefore, dir, name, event)) {
+    return;
+  }
+  ownChanges_.push_back({sessionId, dir, name, event, reads_});
+}
+
+bool ChangeWatch::stillToCome(std::uint64_t sessionId, std::uint64_t batchesBefore,
+                              msg::NodeId dir, const std::string& name,
+                              std::uint32_t event) const {
+  if (batchesBefore + 1 < recentFrom_) return false;
+  auto watch = watchOf_.find({sessionId, dir});
+  if (watch == watchOf_.end()) return false;
+  return std::none_of(recent_.begin(), recent_.end(), [&](const RecentEvent& e) {
+    return e.batch > batchesBefore && e.wd == watch->second && (e.mask & event) != 0 &&
+           e.name == name;
+  });
+}
+
+void ChangeWatch::remember(const inotify_event& event) {
+  if (recent_.size() >= kMaxRecentEvents) {
+    recentFrom_ = recent_.front().batch + 1;
+    recent_.pop_front();
+  }
+  recent_.push_back({batches_, event.wd, event.mask, std::string(event.name)});
 }
 
 bool ChangeWatch::takeOwnChange(std::vector<OwnChange>& own, std::uint64_t sessionId,
@@ -115,6 +139,9 @@ bool ChangeWatch::takeOwnChange(std::vector<OwnChange>& own, std::uint64_t sessi
 
 void ChangeWatch::dispatch(const char* events, std::size_t bytes) {
   ++batches_;
+  if (batches_ > kRecentBatches) recentFrom_ = std::max(recentFrom_, batches_ - kRecentBatches + 1);
+  while (!recent_.empty() && recent_.front().batch < recentFrom_) recent_.pop_front();
+  // This batch comes from read number reads_.
   std::vector<OwnChange> own;
   own.swap(ownChanges_);
   std::set<std::shared_ptr<Session>> touched;
@@ -128,6 +155,7 @@ void ChangeWatch::dispatch(const char* events, std::size_t bytes) {
     auto it = byWatch_.find(event->wd);
     if (it == byWatch_.end()) continue;
     const std::string name = event->len > 0 ? std::string(event->name) : std::string();
+    if (!name.empty() && (event->mask & (IN_CREATE | IN_DELETE))) remember(*event);
     // Which inode a content change is about, once for every session that holds it.
     std::optional<std::pair<std::uint64_t, std::uint64_t>> child;
     if (!name.empty() && (event->mask & kContentEvents) && !it->second.empty()) {
@@ -152,6 +180,10 @@ void ChangeWatch::dispatch(const char* events, std::size_t bytes) {
       for (const Watcher& w : it->second) watchOf_.erase({w.sessionId, w.node});
       byWatch_.erase(it);
     }
+  }
+  // What this read was armed too early to be sure to hold waits for the next one.
+  for (OwnChange& change : own) {
+    if (change.read == reads_) ownChanges_.push_back(std::move(change));
   }
   for (const auto& session : touched) session->pushChanges();
 }

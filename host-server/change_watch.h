@@ -11,6 +11,7 @@
 #include <sys/inotify.h>
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <unordered_map>
@@ -44,13 +45,17 @@ class ChangeWatch {
   // so the inotify event of that change is not pushed back to it; other clients get it.
   //
   // batches() is read before the change's system call, and the change is told after it
-  // succeeded, with the count read: the event is then known not to be dispatched yet (events
-  // are dispatched on the loop thread, as changes are made), and the next batch holds it,
-  // unless the batch ended short of it (the event is then pushed, as any other). Whatever
-  // the next batch does not match is forgotten, so an own change can only hide the first
-  // event of its kind for its name in that batch: if that was another's (a name removed,
-  // made again, and removed by us), the making in between still reaches the client, and so
-  // does our removal, which then matches nothing.
+  // succeeded, with the count read. If no batch was dispatched in between, the event is
+  // known not to be dispatched yet (events are dispatched on the loop thread, as changes are
+  // made). If batches were (the system call ran on the ring meanwhile), the create and
+  // delete events of the last few batches tell whether one of them carried it (it was then
+  // pushed back, harmlessly); if none did, it is still to come. It is then in the first
+  // batch read by a read armed after the change (or earlier), unless that batch ended short
+  // of it (the event is then pushed, as any other); until that batch, an own change is kept,
+  // and after it, forgotten. So an own change can only hide the first event of its kind for
+  // its name that follows it: if that was another's (a name removed, made again, and
+  // removed by us), the making in between still reaches the client, and so does our
+  // removal, which then matches nothing.
   std::uint64_t batches() const { return batches_; }
   // `event` is IN_CREATE or IN_DELETE, of `name` in directory `dir` (the session's node).
   void madeBy(std::uint64_t sessionId, std::uint64_t batchesBefore, msg::NodeId dir,
@@ -96,15 +101,32 @@ class ChangeWatch {
     msg::NodeId dir;
     std::string name;
     std::uint32_t event;
+    std::uint64_t read;  // reads_ when it was told
   };
-  // Own changes told since the last batch; more are not held (their events are pushed).
+  // Own changes whose events are still to come; more are not held (their events are pushed).
   static constexpr std::size_t kMaxOwnChanges = 4096;
+
+  // A create or delete event of a recent batch.
+  struct RecentEvent {
+    std::uint64_t batch;
+    int wd;
+    std::uint32_t mask;
+    std::string name;
+  };
+  // Events of this many batches are kept, and at most kMaxRecentEvents of them.
+  static constexpr std::uint64_t kRecentBatches = 4;
+  static constexpr std::size_t kMaxRecentEvents = 4096;
 
   void dispatch(const char* events, std::size_t bytes);
   // Whether the event is an own change of the watching session; takes the change if so.
   bool takeOwnChange(std::vector<OwnChange>& own, std::uint64_t sessionId, msg::NodeId dir,
                      const std::string& name, std::uint32_t mask);
   void overflowed();
+  // Whether the event of an own change whose system call crossed the batches after
+  // `batchesBefore` is still to come: none of them carried it, and all are remembered.
+  bool stillToCome(std::uint64_t sessionId, std::uint64_t batchesBefore, msg::NodeId dir,
+                   const std::string& name, std::uint32_t event) const;
+  void remember(const inotify_event& event);
 
   Ring& ring_;
   UniqueFd inotify_;
@@ -114,6 +136,9 @@ class ChangeWatch {
   std::map<std::pair<std::uint64_t, msg::NodeId>, int> watchOf_;
   std::vector<OwnChange> ownChanges_;
   std::uint64_t batches_ = 0;
+  std::uint64_t reads_ = 0;  // inotify reads armed so far
+  std::deque<RecentEvent> recent_;
+  std::uint64_t recentFrom_ = 1;  // recent_ holds every event of the batches from this one on
   bool warnedNoWatch_ = false;
 };
 
