@@ -108,21 +108,27 @@ def table(results, title):
         lines += _group_table(results, targets, results.ratio_columns(group))
     lines.append("(medians; every figure is a rate, higher is better; ratio > 1: "
                  "the subject is faster)")
+    mem = memory_lines(results)
+    if mem:
+        lines.append("")
+        lines += mem
+    return "\n".join(lines + problem_lines(results))
+
+
+def problem_lines(results):
+    """The targets left out and the failures, each block after an empty line."""
+    lines = []
     if results.skipped:
         lines.append("")
         lines.append(f"SKIPPED TARGETS ({len(results.skipped)}), not measured:")
         for name, why in results.skipped.items():
             lines.append(f"  {name}: {why}")
-    mem = memory_lines(results)
-    if mem:
-        lines.append("")
-        lines += mem
     if results.failures:
         lines.append("")
         lines.append(f"FAILURES ({len(results.failures)}):")
         for f in results.failures:
             lines.append(f"  {f['target']} / {f['workload']} (run {f['rep']}): {f['error']}")
-    return "\n".join(lines)
+    return lines
 
 
 def memory_lines(results):

@@ -64,6 +64,9 @@ class Target:
     packages = ()           # Debian packages needed for setup (missing: the target is skipped)
     binaries = ()           # programs it needs from the build directory, relative to it
     required = ()           # labels of processes() that must still run at the end of the run
+    # Its FUSE server answers getxattr of security.capability itself (--count-requests
+    # times that as the floor under every request).
+    answers_capability_in_mount = False
 
     def __init__(self, env):
         self.env = env
@@ -94,6 +97,10 @@ class Target:
     def end_info(self):
         """Extra facts for the JSON report, read after the last workload."""
         return {}
+
+    def served_path(self):
+        """A path on what serves the workloads' files: a FUSE server's, if there is one."""
+        return self.dir
 
     def _mkdir(self, *parts):
         path = os.path.join(*parts)
@@ -210,6 +217,7 @@ class EnclavefsBasic(EnclavefsProcesses, Target):
     description = "enclavefs basic mount: enclavefs-mount -> unix socket -> enclavefs-hostd -> tmpfs"
     binaries = ("host-server/enclavefs-hostd", "enclave-fs/enclavefs-mount")
     required = ("enclavefs-mount",)
+    answers_capability_in_mount = True
 
     def setup(self):
         env = self.env
@@ -327,6 +335,14 @@ class BlockTarget(Target):
                 "loop_device": self.device, "loop_dio": loop_dio(self.device) if self.device
                 else None, "mkfs": " ".join(MKFS_EXT4), "mount_options": EXT4_OPTIONS,
                 "e2fsprogs": _first_line(["mkfs.ext4", "-V"])}
+
+    def served_path(self):
+        """The file under the loop device (a FUSE server's file for the FUSE targets)."""
+        try:
+            with open(f"/sys/block/{os.path.basename(self.device)}/loop/backing_file") as f:
+                return f.read().rstrip("\n")
+        except (OSError, TypeError) as e:
+            raise BenchError(f"{self.name}: cannot tell the file under {self.device}: {e}") from e
 
     def end_info(self):
         """How much of the sparse image the run wrote (the tmpfs memory it holds)."""

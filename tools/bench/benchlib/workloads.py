@@ -10,6 +10,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
+from .requests import Step
 from .system import BenchError, drop_caches, run
 
 MiB = 1024 * 1024
@@ -43,16 +44,33 @@ class Metric:
     key: str
     label: str
     unit: str
+    per: str                # one operation of this metric (--count-requests counts per it)
     higher_is_better: bool = True
 
 
 class Context:
     """What a workload may use besides its directory."""
 
-    def __init__(self, env, sizes):
+    def __init__(self, env, sizes, requests=None):
         self.env = env
         self.sizes = sizes
         self.tag = ""       # "<target>-<rep>", for log file names
+        self.requests = requests        # a RequestCounter with --count-requests
+        self.target = None              # the target's name, and its FUSE connection (if it
+        self.fuse_connection = None     # is served by one), while a workload runs on it
+
+    def step(self, key, ops=None):
+        """Brackets the measured step of metric `key` (`with ctx.step(...) as s:`): with
+        --count-requests, the FUSE requests it makes are counted per operation, of which
+        there are `ops` (or s.ops, set inside the block)."""
+        return Step(self, key, ops, _METRICS[key].per)
+
+    def timed(self, key, ops, fn):
+        """Runs fn as the measured step of metric `key`; answers the seconds it took."""
+        with self.step(key, ops):
+            t0 = time.perf_counter()
+            fn()
+            return time.perf_counter() - t0
 
 
 class Workload:
@@ -69,12 +87,6 @@ class Workload:
         raise NotImplementedError
 
 
-def _timed(fn):
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
-
 # --- fio --------------------------------------------------------------------------------------
 
 class Fio(Workload):
@@ -82,11 +94,11 @@ class Fio(Workload):
     description = "fio, psync engine, buffered (--direct=0)"
     packages = ("fio",)
     metrics = (
-        Metric("fio_seq_write", "fio seq write 1M (+end fsync)", "MiB/s"),
-        Metric("fio_seq_read", "fio seq read 1M, cold cache", "MiB/s"),
-        Metric("fio_rand_read_1j", "fio rand read 4k, 1 job", "IOPS"),
-        Metric("fio_rand_read_4j", "fio rand read 4k, 4 jobs", "IOPS"),
-        Metric("fio_rand_write_fsync", "fio rand write 4k, fsync/64", "IOPS"),
+        Metric("fio_seq_write", "fio seq write 1M (+end fsync)", "MiB/s", "MiB"),
+        Metric("fio_seq_read", "fio seq read 1M, cold cache", "MiB/s", "MiB"),
+        Metric("fio_rand_read_1j", "fio rand read 4k, 1 job", "IOPS", "I/O"),
+        Metric("fio_rand_read_4j", "fio rand read 4k, 4 jobs", "IOPS", "I/O"),
+        Metric("fio_rand_write_fsync", "fio rand write 4k, fsync/64", "IOPS", "I/O"),
     )
 
     def _fio(self, ctx, d, job, args):
@@ -109,19 +121,28 @@ class Fio(Workload):
     def run(self, d, ctx):
         rt = [f"--runtime={ctx.sizes.fio_runtime_s}", "--time_based"]
         v = {}
-        j = self._fio(ctx, d, "seq_write", ["--rw=write", "--bs=1M", "--end_fsync=1"])
+        with ctx.step("fio_seq_write", ops=ctx.sizes.fio_size_mib):
+            j = self._fio(ctx, d, "seq_write", ["--rw=write", "--bs=1M", "--end_fsync=1"])
         v["fio_seq_write"] = j["write"]["bw_bytes"] / MiB
         drop_caches()
-        j = self._fio(ctx, d, "seq_read", ["--rw=read", "--bs=1M"])
+        with ctx.step("fio_seq_read", ops=ctx.sizes.fio_size_mib):
+            j = self._fio(ctx, d, "seq_read", ["--rw=read", "--bs=1M"])
         v["fio_seq_read"] = j["read"]["bw_bytes"] / MiB
         drop_caches()
-        j = self._fio(ctx, d, "rand_read_1j", ["--rw=randread", "--bs=4k", "--iodepth=1"] + rt)
+        with ctx.step("fio_rand_read_1j") as step:
+            j = self._fio(ctx, d, "rand_read_1j", ["--rw=randread", "--bs=4k", "--iodepth=1"] + rt)
+            step.ops = j["read"]["total_ios"]
         v["fio_rand_read_1j"] = j["read"]["iops"]
         drop_caches()
-        j = self._fio(ctx, d, "rand_read_4j", ["--rw=randread", "--bs=4k", "--iodepth=1",
-                                               "--numjobs=4", "--group_reporting"] + rt)
+        with ctx.step("fio_rand_read_4j") as step:
+            j = self._fio(ctx, d, "rand_read_4j", ["--rw=randread", "--bs=4k", "--iodepth=1",
+                                                   "--numjobs=4", "--group_reporting"] + rt)
+            step.ops = j["read"]["total_ios"]
         v["fio_rand_read_4j"] = j["read"]["iops"]
-        j = self._fio(ctx, d, "rand_write_fsync", ["--rw=randwrite", "--bs=4k", "--fsync=64"] + rt)
+        with ctx.step("fio_rand_write_fsync") as step:
+            j = self._fio(ctx, d, "rand_write_fsync",
+                          ["--rw=randwrite", "--bs=4k", "--fsync=64"] + rt)
+            step.ops = j["write"]["total_ios"]
         v["fio_rand_write_fsync"] = j["write"]["iops"]
         os.unlink(os.path.join(d, "fio.dat"))
         return v, {}
@@ -133,10 +154,10 @@ class SmallFiles(Workload):
     name = "smallfiles"
     description = "N files of 4 KiB in one directory: create, (drop caches) stat, read, unlink"
     metrics = (
-        Metric("small_create", "small files: create 4 KiB", "files/s"),
-        Metric("small_stat", "small files: stat, cold", "files/s"),
-        Metric("small_read", "small files: read", "files/s"),
-        Metric("small_unlink", "small files: unlink", "files/s"),
+        Metric("small_create", "small files: create 4 KiB", "files/s", "file"),
+        Metric("small_stat", "small files: stat, cold", "files/s", "file"),
+        Metric("small_read", "small files: read", "files/s", "file"),
+        Metric("small_unlink", "small files: unlink", "files/s", "file"),
     )
 
     def run(self, d, ctx):
@@ -173,11 +194,11 @@ class SmallFiles(Workload):
             for p in names:
                 os.unlink(p)
 
-        t = {"create": _timed(create)}
+        t = {"create": ctx.timed("small_create", n, create)}
         drop_caches()
-        t["stat"] = _timed(stat)
-        t["read"] = _timed(read)
-        t["unlink"] = _timed(unlink)
+        t["stat"] = ctx.timed("small_stat", n, stat)
+        t["read"] = ctx.timed("small_read", n, read)
+        t["unlink"] = ctx.timed("small_unlink", n, unlink)
         os.rmdir(sub)
         v = {f"small_{k}": n / s for k, s in t.items()}
         return v, {f"{k}_seconds": s for k, s in t.items()}
@@ -190,9 +211,9 @@ class Tree(Workload):
     description = "a tarball of /usr/include: untar, (drop caches) grep -r, rm -r"
     packages = ("tar", "grep")
     metrics = (
-        Metric("tree_untar", "tree: untar /usr/include", "files/s"),
-        Metric("tree_grep", "tree: grep -r, cold cache", "files/s"),
-        Metric("tree_rm", "tree: rm -r", "files/s"),
+        Metric("tree_untar", "tree: untar /usr/include", "files/s", "file"),
+        Metric("tree_grep", "tree: grep -r, cold cache", "files/s", "file"),
+        Metric("tree_rm", "tree: rm -r", "files/s", "file"),
     )
     SOURCE = "/usr/include"
     NEEDLE = "enclavefs-bench: a string no header contains"
@@ -234,8 +255,9 @@ class Tree(Workload):
         tree = os.path.join(d, "tree")
         os.mkdir(tree)
         limit = ctx.sizes.workload_timeout_s
-        t = {"untar": _timed(lambda: run(["tar", "xf", self.tarball, "--no-same-owner", "-C",
-                                          tree], timeout=limit))}
+        t = {"untar": ctx.timed("tree_untar", self.files,
+                                lambda: run(["tar", "xf", self.tarball, "--no-same-owner", "-C",
+                                             tree], timeout=limit))}
         drop_caches()
 
         def grep():
@@ -243,8 +265,8 @@ class Tree(Workload):
             if p.returncode not in (0, 1):   # 1: nothing found (expected); 2: an error
                 raise BenchError(f"grep -r exited {p.returncode}: {p.stdout.strip()[-1000:]}")
 
-        t["grep"] = _timed(grep)
-        t["rm"] = _timed(lambda: run(["rm", "-rf", tree], timeout=limit))
+        t["grep"] = ctx.timed("tree_grep", self.files, grep)
+        t["rm"] = ctx.timed("tree_rm", self.files, lambda: run(["rm", "-rf", tree], timeout=limit))
         v = {f"tree_{k}": self.files / s for k, s in t.items()}
         details = {f"{k}_seconds": s for k, s in t.items()}
         details.update(files=self.files, bytes=self.bytes)
@@ -256,7 +278,7 @@ class Tree(Workload):
 class Sqlite(Workload):
     name = "sqlite"
     description = "SQLite, default rollback journal and synchronous=FULL: T transactions of R inserts"
-    metrics = (Metric("sqlite_tx", "sqlite: txns of 100 inserts", "tx/s"),)
+    metrics = (Metric("sqlite_tx", "sqlite: txns of 100 inserts", "tx/s", "txn"),)
 
     def run(self, d, ctx):
         txns, rows = ctx.sizes.sqlite_txns, ctx.sizes.sqlite_rows
@@ -273,7 +295,7 @@ class Sqlite(Workload):
                                     ((i * rows + j, payload) for j in range(rows)))
                     con.execute("COMMIT")
 
-            seconds = _timed(transactions)
+            seconds = ctx.timed("sqlite_tx", txns, transactions)
             (count,) = con.execute("SELECT count(*) FROM t").fetchone()
             if count != txns * rows:
                 raise BenchError(f"sqlite: {count} rows, expected {txns * rows}")
@@ -284,3 +306,4 @@ class Sqlite(Workload):
 
 
 WORKLOADS = {cls.name: cls for cls in (Fio, SmallFiles, Tree, Sqlite)}
+_METRICS = {m.key: m for cls in WORKLOADS.values() for m in cls.metrics}
