@@ -18,12 +18,20 @@ import re
 import statistics
 import time
 
-from .system import BenchError
+from .system import BenchError, run
 
 TRACEFS = "/sys/kernel/tracing"
 EVENT = "events/fuse/fuse_request_send"
 BUFFER_KIB_PER_CPU = 65536
 _OPCODE = re.compile(r"\(FUSE_(\w+)\)")
+
+
+def _attempt(argv):
+    """Runs argv; whether it worked shows in what it was to make."""
+    try:
+        run(argv, check=False, timeout=30)
+    except (OSError, BenchError):
+        pass
 
 
 def fuse_connection(path):
@@ -45,9 +53,15 @@ def fuse_connection(path):
 
 class RequestCounter:
     def __init__(self):
+        # Mounted by systemd on Debian, and the fuse module loaded with the first mount; on a
+        # machine where either is not done yet, it is done here.
+        if not os.path.isdir(os.path.join(TRACEFS, "events")):
+            _attempt(["mount", "-t", "tracefs", "tracefs", TRACEFS])
+        if not os.path.isdir(os.path.join(TRACEFS, EVENT)):
+            _attempt(["modprobe", "fuse"])
         if not os.path.isfile(os.path.join(TRACEFS, EVENT, "enable")):
-            raise BenchError(f"--count-requests needs the tracepoint {EVENT} under {TRACEFS} "
-                             "(tracefs mounted there, the fuse module loaded)")
+            raise BenchError(f"--count-requests needs the tracepoint {EVENT} under {TRACEFS}, "
+                             "which this kernel does not offer (tracefs, the fuse module)")
         self._found = {name: self._read(name) for name in ("tracing_on", "buffer_size_kb")}
         self._write("tracing_on", "0")
         self._write("buffer_size_kb", str(BUFFER_KIB_PER_CPU))
