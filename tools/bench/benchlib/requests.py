@@ -72,8 +72,12 @@ class RequestCounter:
 
     @staticmethod
     def _read(name):
+        """The setting's value; for a buffer not yet allocated, buffer_size_kb says
+        "7 (expanded: 1408)", and the size it will have is the second number."""
         with open(os.path.join(TRACEFS, name)) as f:
-            return f.read().split()[0]   # buffer_size_kb may say "7 (expanded: 1408)"
+            text = f.read()
+        expanded = re.search(r"expanded: (\d+)", text)
+        return expanded.group(1) if expanded else text.split()[0]
 
     def _write(self, name, value):
         try:
