@@ -3,9 +3,10 @@
 With `run --count-requests`, every measured step of a workload (Context.step) is bracketed
 by the kernel's fuse:fuse_request_send tracepoint, filtered to the one FUSE connection that
 serves the target (its directory, or the file under its loop device), and the report gives
-the requests per operation (per file, transaction, I/O or MiB) by opcode. Each request is a
-trip from the application's kernel to the FUSE server and back, whatever the server then
-does; the count is what no faster transport can take away (docs/performance.md).
+the requests per operation (per file, transaction, I/O or MiB) by opcode, each with the
+median time from the kernel's sending it to its answer (fuse:fuse_request_end). Each request
+is a trip from the application's kernel to the FUSE server and back, whatever the server
+then does; the count is what no faster transport can take away (docs/performance.md).
 
 Tracing slows every request down, so the rates measured meanwhile are not reported.
 """
@@ -21,9 +22,12 @@ import time
 from .system import BenchError, run
 
 TRACEFS = "/sys/kernel/tracing"
-EVENT = "events/fuse/fuse_request_send"
+EVENTS = ("events/fuse/fuse_request_send", "events/fuse/fuse_request_end")
 BUFFER_KIB_PER_CPU = 65536
-_OPCODE = re.compile(r"\(FUSE_(\w+)\)")
+# " 1234.567890: fuse_request_send: connection 40 req 8 opcode 1 (FUSE_LOOKUP) len 57"
+# " 1234.567901: fuse_request_end: connection 40 req 8 len 16 error 0"
+_EVENT_LINE = re.compile(r" (\d+\.\d+): fuse_request_(send|end): connection \d+ req (\d+)"
+                         r"(?: opcode \d+ \(FUSE_(\w+)\))?")
 
 
 def _attempt(argv):
@@ -57,17 +61,21 @@ class RequestCounter:
         # machine where either is not done yet, it is done here.
         if not os.path.isdir(os.path.join(TRACEFS, "events")):
             _attempt(["mount", "-t", "tracefs", "tracefs", TRACEFS])
-        if not os.path.isdir(os.path.join(TRACEFS, EVENT)):
+        if not os.path.isdir(os.path.join(TRACEFS, EVENTS[0])):
             _attempt(["modprobe", "fuse"])
-        if not os.path.isfile(os.path.join(TRACEFS, EVENT, "enable")):
-            raise BenchError(f"--count-requests needs the tracepoint {EVENT} under {TRACEFS}, "
-                             "which this kernel does not offer (tracefs, the fuse module)")
+        for event in EVENTS:
+            if not os.path.isfile(os.path.join(TRACEFS, event, "enable")):
+                raise BenchError(f"--count-requests needs the tracepoint {event} under "
+                                 f"{TRACEFS}, which this kernel does not offer (tracefs, the "
+                                 "fuse module)")
         self._found = {name: self._read(name) for name in ("tracing_on", "buffer_size_kb")}
         self._write("tracing_on", "0")
         self._write("buffer_size_kb", str(BUFFER_KIB_PER_CPU))
-        # metric key -> target name -> {"ops": n, "per": unit, "requests": {opcode: count}}
+        # metric key -> target name -> {"ops": n, "per": unit, "requests": {opcode: count},
+        #                                "median_us": {opcode: median time to its answer}}
         self.counts = {}
-        # target name -> {"median_us": t, "calls": n, "requests": {opcode: count}}
+        # target name -> {"median_us": t of the system call, "calls": n,
+        #                 "requests": {opcode: count}, "request_median_us": {opcode: t}}
         self.answered_in_mount = {}
 
     @staticmethod
@@ -87,16 +95,20 @@ class RequestCounter:
             raise BenchError(f"cannot write {value!r} to {TRACEFS}/{name}: {e}") from e
 
     def start(self, connection):
-        self._write(f"{EVENT}/filter", f"connection == {connection}")
+        for event in EVENTS:
+            self._write(f"{event}/filter", f"connection == {connection}")
         self._write("trace", "")   # empties every CPU's buffer
-        self._write(f"{EVENT}/enable", "1")
+        for event in EVENTS:
+            self._write(f"{event}/enable", "1")
         self._write("tracing_on", "1")
 
     def stop(self):
-        """{opcode: count} since start(); fails if the buffer could not hold them all."""
+        """({opcode: count}, {opcode: median µs from sending to answer}) since start();
+        fails if the buffer could not hold every event."""
         self._write("tracing_on", "0")
-        self._write(f"{EVENT}/enable", "0")
-        self._write(f"{EVENT}/filter", "0")
+        for event in EVENTS:
+            self._write(f"{event}/enable", "0")
+            self._write(f"{event}/filter", "0")
         lost = 0
         for stats in glob.glob(os.path.join(TRACEFS, "per_cpu", "cpu*", "stats")):
             with open(stats) as f:
@@ -104,12 +116,28 @@ class RequestCounter:
         if lost:
             raise BenchError(f"the trace buffer ({BUFFER_KIB_PER_CPU} KiB per CPU) lost {lost} "
                              "requests: count with --quick")
+        counts = collections.Counter()
+        sent = {}                                   # request id -> (opcode, time)
+        took = collections.defaultdict(list)        # opcode -> [µs]
         with open(os.path.join(TRACEFS, "trace")) as f:
-            return collections.Counter(_OPCODE.findall(f.read()))
+            for line in f:
+                m = _EVENT_LINE.search(line)
+                if m is None:
+                    continue
+                at, kind, unique, opcode = float(m[1]), m[2], m[3], m[4]
+                if kind == "send":
+                    counts[opcode] += 1
+                    sent[unique] = (opcode, at)
+                elif unique in sent:
+                    opcode, since = sent.pop(unique)
+                    took[opcode].append((at - since) * 1e6)
+        return counts, {op: statistics.median(t) for op, t in took.items()}
 
-    def record(self, key, target, ops, per, requests):
+    def record(self, key, target, ops, per, measured):
+        counts, median_us = measured
         self.counts.setdefault(key, {})[target] = {"ops": ops, "per": per,
-                                                   "requests": dict(requests)}
+                                                   "requests": dict(counts),
+                                                   "median_us": median_us}
 
     def time_answered_in_mount(self, target, directory, connection, calls=3000):
         """Times a FUSE request that enclavefs-mount answers itself, with no host in the
@@ -130,16 +158,18 @@ class RequestCounter:
                         raise BenchError(f"getxattr {path}: {e}") from e
                 took.append(time.perf_counter_ns() - t0)
         finally:
-            requests = self.stop()
+            counts, median_us = self.stop()
             os.unlink(path)
         self.answered_in_mount[target] = {"median_us": statistics.median(took) / 1000,
-                                          "calls": calls, "requests": dict(requests)}
+                                          "calls": calls, "requests": dict(counts),
+                                          "request_median_us": median_us}
 
     def close(self):
         """Leaves tracing as it was found, the tracepoint off and the buffer emptied."""
-        for name, value in ((f"{EVENT}/enable", "0"), (f"{EVENT}/filter", "0"), ("trace", ""),
-                            ("buffer_size_kb", self._found["buffer_size_kb"]),
-                            ("tracing_on", self._found["tracing_on"])):
+        settings = [(f"{event}/{name}", "0") for event in EVENTS for name in ("enable", "filter")]
+        settings += [("trace", ""), ("buffer_size_kb", self._found["buffer_size_kb"]),
+                     ("tracing_on", self._found["tracing_on"])]
+        for name, value in settings:
             try:
                 self._write(name, value)
             except BenchError:
@@ -164,19 +194,28 @@ class Step:
         if self.connection is None:
             return False
         counter = self.ctx.requests
-        requests = counter.stop()
+        measured = counter.stop()
         if exc_type is None:
             if not self.ops:
                 raise BenchError(f"{self.key}: no operations to count requests per")
-            counter.record(self.key, self.ctx.target, self.ops, self.per, requests)
+            counter.record(self.key, self.ctx.target, self.ops, self.per, measured)
         return False
+
+
+def _opcodes(counts, median_us, ops):
+    """"OPEN 1.00 (31 us)  READ 1.00 (8 us)": requests per operation and the median time to
+    each one's answer, most frequent first, leaving out those under 0.005 per operation."""
+    by_op = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return "  ".join(f"{op} {n / ops:.2f} ({median_us[op]:.0f} us)" if op in median_us
+                     else f"{op} {n / ops:.2f}" for op, n in by_op if n / ops >= 0.005)
 
 
 def table(counter, metrics, targets):
     """Requests per operation, one block per metric: each target's total and its opcodes;
     then the time of a request answered in the mount, if measured."""
-    lines = ["FUSE requests per operation (kernel tracepoint fuse:fuse_request_send; "
-             "rates are not reported in this mode):"]
+    lines = ["FUSE requests per operation (kernel tracepoints fuse:fuse_request_send and _end; "
+             "in parentheses the median time from sending each to its answer; rates are not "
+             "reported in this mode):"]
     width = max([10] + [len(t) for t in targets])
     for m in metrics:
         per_target = counter.counts.get(m.key, {})
@@ -188,14 +227,12 @@ def table(counter, metrics, targets):
             c = per_target.get(t)
             if c is None:
                 continue
-            ops = c["ops"]
-            by_op = sorted(c["requests"].items(), key=lambda kv: (-kv[1], kv[0]))
-            total = sum(n for _, n in by_op) / ops
-            detail = "  ".join(f"{op} {n / ops:.2f}" for op, n in by_op if n / ops >= 0.005)
+            total = sum(c["requests"].values()) / c["ops"]
+            detail = _opcodes(c["requests"], c["median_us"], c["ops"])
             lines.append(f"  {t:<{width}} {total:7.2f}   {detail or '(none)'}")
     for target, f in counter.answered_in_mount.items():
-        per_call = "  ".join(f"{op} {n / f['calls']:.2f}" for op, n in sorted(f["requests"].items())
-                             if n / f["calls"] >= 0.005)
+        per_call = _opcodes(f["requests"], f["request_median_us"], f["calls"])
         lines.append(f"a request {target}-mount answers itself (getxattr security.capability, "
-                     f"{f['calls']:,} calls): median {f['median_us']:.1f} us; per call: {per_call}")
+                     f"{f['calls']:,} calls): median {f['median_us']:.1f} us per call; "
+                     f"per call: {per_call}")
     return "\n".join(lines)
