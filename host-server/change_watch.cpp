@@ -98,52 +98,57 @@ void ChangeWatch::Pause::arm() {
 
 void ChangeWatch::Pause::complete(int) { watch_.reader_.arm(); }
 
-void ChangeWatch::madeBy(std::uint64_t sessionId, std::uint64_t batchesBefore, msg::NodeId dir,
-                         const std::string& name, std::uint32_t event) {
-  if (!inotify_ || ownChanges_.size() >= kMaxOwnChanges) return;
-  if (batchesBefore != batches_ && !stillToCome(sessionId, batchesBefore, dir, name, event)) {
+std::uint64_t ChangeWatch::expect(std::uint64_t sessionId, msg::NodeId dir, const std::string& name,
+                                  std::uint32_t event) {
+  if (!inotify_ || ownChanges_.size() >= kMaxOwnChanges) return 0;
+  const std::uint64_t ticket = nextTicket_++;
+  ownChanges_.push_back({ticket, sessionId, dir, name, event});
+  return ticket;
+}
+
+void ChangeWatch::done(std::uint64_t ticket, bool succeeded) {
+  auto it = std::find_if(ownChanges_.begin(), ownChanges_.end(),
+                         [ticket](const OwnChange& c) { return c.ticket == ticket; });
+  if (it == ownChanges_.end()) return;
+  if (succeeded && !it->matched) {
+    it->running = false;
+    it->read = reads_;
     return;
   }
-  ownChanges_.push_back({sessionId, dir, name, event, reads_});
-}
-
-bool ChangeWatch::stillToCome(std::uint64_t sessionId, std::uint64_t batchesBefore,
-                              msg::NodeId dir, const std::string& name,
-                              std::uint32_t event) const {
-  if (batchesBefore + 1 < recentFrom_) return false;
-  auto watch = watchOf_.find({sessionId, dir});
-  if (watch == watchOf_.end()) return false;
-  return std::none_of(recent_.begin(), recent_.end(), [&](const RecentEvent& e) {
-    return e.batch > batchesBefore && e.wd == watch->second && (e.mask & event) != 0 &&
-           e.name == name;
-  });
-}
-
-void ChangeWatch::remember(const inotify_event& event) {
-  if (recent_.size() >= kMaxRecentEvents) {
-    recentFrom_ = recent_.front().batch + 1;
-    recent_.pop_front();
+  const OwnChange change = std::move(*it);
+  ownChanges_.erase(it);
+  if (succeeded) return;
+  if (!change.matched) return;
+  // The call failed: the event held back for it was another's, and the session must hear it.
+  auto watch = watchOf_.find({change.sessionId, change.dir});
+  if (watch == watchOf_.end()) return;
+  auto watchers = byWatch_.find(watch->second);
+  if (watchers == byWatch_.end()) return;
+  for (const Watcher& w : watchers->second) {
+    auto session = w.session.lock();
+    if (w.sessionId != change.sessionId || !session) continue;
+    session->noteChangedNode(w.node);
+    session->noteChangedEntry(w.node, change.name);
+    session->pushChanges();
   }
-  recent_.push_back({batches_, event.wd, event.mask, std::string(event.name)});
 }
 
-bool ChangeWatch::takeOwnChange(std::vector<OwnChange>& own, std::uint64_t sessionId,
-                                msg::NodeId dir, const std::string& name, std::uint32_t mask) {
-  auto it = std::find_if(own.begin(), own.end(), [&](const OwnChange& c) {
-    return c.sessionId == sessionId && c.dir == dir && (mask & c.event) != 0 && c.name == name;
+bool ChangeWatch::ownChange(std::uint64_t sessionId, msg::NodeId dir, const std::string& name,
+                            std::uint32_t mask) {
+  auto it = std::find_if(ownChanges_.begin(), ownChanges_.end(), [&](const OwnChange& c) {
+    return c.sessionId == sessionId && c.dir == dir && (mask & c.event) != 0 && !c.matched &&
+           c.name == name;
   });
-  if (it == own.end()) return false;
-  own.erase(it);
+  if (it == ownChanges_.end()) return false;
+  if (it->running) {
+    it->matched = true;
+  } else {
+    ownChanges_.erase(it);
+  }
   return true;
 }
 
 void ChangeWatch::dispatch(const char* events, std::size_t bytes) {
-  ++batches_;
-  if (batches_ > kRecentBatches) recentFrom_ = std::max(recentFrom_, batches_ - kRecentBatches + 1);
-  while (!recent_.empty() && recent_.front().batch < recentFrom_) recent_.pop_front();
-  // This batch comes from read number reads_.
-  std::vector<OwnChange> own;
-  own.swap(ownChanges_);
   std::set<std::shared_ptr<Session>> touched;
   for (std::size_t at = 0; at < bytes;) {
     const auto* event = reinterpret_cast<const inotify_event*>(events + at);
@@ -155,7 +160,6 @@ void ChangeWatch::dispatch(const char* events, std::size_t bytes) {
     auto it = byWatch_.find(event->wd);
     if (it == byWatch_.end()) continue;
     const std::string name = event->len > 0 ? std::string(event->name) : std::string();
-    if (!name.empty() && (event->mask & (IN_CREATE | IN_DELETE))) remember(*event);
     // Which inode a content change is about, once for every session that holds it.
     std::optional<std::pair<std::uint64_t, std::uint64_t>> child;
     if (!name.empty() && (event->mask & kContentEvents) && !it->second.empty()) {
@@ -167,8 +171,8 @@ void ChangeWatch::dispatch(const char* events, std::size_t bytes) {
     for (const Watcher& w : it->second) {
       auto session = w.session.lock();
       if (!session) continue;
-      if (!own.empty() && !name.empty() && (event->mask & (IN_CREATE | IN_DELETE)) &&
-          takeOwnChange(own, w.sessionId, w.node, name, event->mask)) {
+      if (!ownChanges_.empty() && !name.empty() && (event->mask & (IN_CREATE | IN_DELETE)) &&
+          ownChange(w.sessionId, w.node, name, event->mask)) {
         continue;
       }
       if (name.empty() || (event->mask & kEntryEvents)) session->noteChangedNode(w.node);
@@ -181,10 +185,10 @@ void ChangeWatch::dispatch(const char* events, std::size_t bytes) {
       byWatch_.erase(it);
     }
   }
-  // What this read was armed too early to be sure to hold waits for the next one.
-  for (OwnChange& change : own) {
-    if (change.read == reads_) ownChanges_.push_back(std::move(change));
-  }
+  // This batch came from read number reads_. A change that ended before that read was
+  // armed had its event in it, or in an earlier one: it is over. One that ended while the
+  // read was armed may have missed it, and waits for the next.
+  std::erase_if(ownChanges_, [this](const OwnChange& c) { return !c.running && c.read < reads_; });
   for (const auto& session : touched) session->pushChanges();
 }
 

@@ -11,7 +11,6 @@
 #include <sys/inotify.h>
 
 #include <cstdint>
-#include <deque>
 #include <map>
 #include <memory>
 #include <unordered_map>
@@ -44,22 +43,23 @@ class ChangeWatch {
   // kernel drops or adds the entry, and the reply carries the directory's new attributes),
   // so the inotify event of that change is not pushed back to it; other clients get it.
   //
-  // batches() is read before the change's system call, and the change is told after it
-  // succeeded, with the count read. If no batch was dispatched in between, the event is
-  // known not to be dispatched yet (events are dispatched on the loop thread, as changes are
-  // made). If batches were (the system call ran on the ring meanwhile), the create and
-  // delete events of the last few batches tell whether one of them carried it (it was then
-  // pushed back, harmlessly); if none did, it is still to come. It is then in the first
-  // batch read by a read armed after the change (or earlier), unless that batch ended short
-  // of it (the event is then pushed, as any other); until that batch, an own change is kept,
-  // and after it, forgotten. So an own change can only hide the first event of its kind for
-  // its name that follows it: if that was another's (a name removed, made again, and
+  // The change is announced before its system call (expect) and settled after it (done),
+  // so its event can be matched whenever it is read, even in a batch dispatched while the
+  // call still runs on the ring. An event matched before the call ended is held back until
+  // done() says whether the call succeeded: if it failed, the event was another's, and the
+  // session is told of the name after all. A change that succeeded and was not matched yet
+  // is kept until the batch of a read armed after the call (the read armed before may have
+  // missed its event), and then forgotten: its event was pushed, as any other, if the batch
+  // ended short of it. So an own change can only hide the first event of its kind for its
+  // name that follows its start: if that was another's (a name removed, made again, and
   // removed by us), the making in between still reaches the client, and so does our
   // removal, which then matches nothing.
-  std::uint64_t batches() const { return batches_; }
+  //
   // `event` is IN_CREATE or IN_DELETE, of `name` in directory `dir` (the session's node).
-  void madeBy(std::uint64_t sessionId, std::uint64_t batchesBefore, msg::NodeId dir,
-              const std::string& name, std::uint32_t event);
+  // Answers a ticket for done(); 0 (done() ignores it) when nothing is held.
+  std::uint64_t expect(std::uint64_t sessionId, msg::NodeId dir, const std::string& name,
+                       std::uint32_t event);
+  void done(std::uint64_t ticket, bool succeeded);
 
  private:
   class Reader : public Completion {
@@ -97,36 +97,24 @@ class ChangeWatch {
   };
 
   struct OwnChange {
+    std::uint64_t ticket;
     std::uint64_t sessionId;
     msg::NodeId dir;
     std::string name;
     std::uint32_t event;
-    std::uint64_t read;  // reads_ when it was told
+    bool running = true;     // its system call has not ended
+    bool matched = false;    // an event was held back for it while it ran
+    std::uint64_t read = 0;  // reads_ when its system call ended
   };
-  // Own changes whose events are still to come; more are not held (their events are pushed).
+  // Own changes running, or whose events are still to come; more are not held (their
+  // events are pushed).
   static constexpr std::size_t kMaxOwnChanges = 4096;
 
-  // A create or delete event of a recent batch.
-  struct RecentEvent {
-    std::uint64_t batch;
-    int wd;
-    std::uint32_t mask;
-    std::string name;
-  };
-  // Events of this many batches are kept, and at most kMaxRecentEvents of them.
-  static constexpr std::uint64_t kRecentBatches = 4;
-  static constexpr std::size_t kMaxRecentEvents = 4096;
-
   void dispatch(const char* events, std::size_t bytes);
-  // Whether the event is an own change of the watching session; takes the change if so.
-  bool takeOwnChange(std::vector<OwnChange>& own, std::uint64_t sessionId, msg::NodeId dir,
-                     const std::string& name, std::uint32_t mask);
+  // Whether the event is an own change of the watching session, which then holds it back.
+  bool ownChange(std::uint64_t sessionId, msg::NodeId dir, const std::string& name,
+                 std::uint32_t mask);
   void overflowed();
-  // Whether the event of an own change whose system call crossed the batches after
-  // `batchesBefore` is still to come: none of them carried it, and all are remembered.
-  bool stillToCome(std::uint64_t sessionId, std::uint64_t batchesBefore, msg::NodeId dir,
-                   const std::string& name, std::uint32_t event) const;
-  void remember(const inotify_event& event);
 
   Ring& ring_;
   UniqueFd inotify_;
@@ -135,10 +123,8 @@ class ChangeWatch {
   std::unordered_map<int, std::vector<Watcher>> byWatch_;
   std::map<std::pair<std::uint64_t, msg::NodeId>, int> watchOf_;
   std::vector<OwnChange> ownChanges_;
-  std::uint64_t batches_ = 0;
+  std::uint64_t nextTicket_ = 1;
   std::uint64_t reads_ = 0;  // inotify reads armed so far
-  std::deque<RecentEvent> recent_;
-  std::uint64_t recentFrom_ = 1;  // recent_ holds every event of the batches from this one on
   bool warnedNoWatch_ = false;
 };
 

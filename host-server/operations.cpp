@@ -116,11 +116,10 @@ Co<Outcome> immediately(Outcome outcome) { co_return outcome; }
 Co<Outcome> perform(Session& s, const msg::Request& r, Bytes& payload) {
   ChangeWatch* watch = s.changeWatch();
   const std::uint32_t event = nameEvent(r.op);
-  const std::uint64_t batches = watch != nullptr ? watch->batches() : 0;
+  const std::uint64_t ticket =
+      watch != nullptr && event != 0 ? watch->expect(s.id(), r.node, r.name, event) : 0;
   Outcome outcome = co_await dispatch(s, r, payload);
-  if (watch != nullptr && event != 0 && outcome.reply.error == 0) {
-    watch->madeBy(s.id(), batches, r.node, r.name, event);
-  }
+  if (ticket != 0) watch->done(ticket, outcome.reply.error == 0);
   // Read now, with nothing awaited before the reply is queued: so the client gets every
   // snapshot of a directory's attributes in the order they were taken (session.cpp).
   outcome.reply.dirAttrs = directoryAttrs(s, msg::directoriesChanged(r));

@@ -210,13 +210,14 @@ TEST_CASE("names made or removed through one mount are pushed to the others, not
   ::usleep(20'000);
   const auto after = rig.pushedEntries();
   // 26 names changed: the other mount was told of each (some more than once); this one
-  // learnt of them from the replies. A change whose system call ran on the ring while the
-  // batch holding its event was dispatched is still pushed back, harmlessly: 3-11 of 41 in
-  // eight runs beside a busy test, against 41 of 41 without the rule.
+  // learnt of them from the replies. Only an event that comes later than the batch of a read
+  // armed after its change is pushed back, harmlessly: 0 of 41 in ten runs beside a busy
+  // test, against 41 of 41 without the rule.
   const std::uint64_t toOther = after[1] - before[1];
   const std::uint64_t toSelf = after[0] - before[0];
   CHECK(toOther >= 26);
-  CHECK_MESSAGE(toSelf * 2 <= toOther, toSelf << " names pushed back, " << toOther << " to the other mount");
+  CHECK_MESSAGE(toSelf * 10 <= toOther,
+                toSelf << " names pushed back, " << toOther << " to the other mount");
 
   // A name removed here and made again at once on the host is seen here: the making is
   // pushed even though the removal was this mount's own.
