@@ -3,8 +3,9 @@
 //
 // * Busy polling (busy_poll.h). A FUSE worker that has just answered a request looks for
 //   the next one (poll with no timeout) for up to `busyPoll` before it sleeps in its
-//   blocking read: an application's requests follow each other by a few microseconds. One worker polls at a time; the others sleep in read as before, so
-//   an idle mount, or one whose requests come far apart, spends no CPU on it.
+//   blocking read: an application's requests follow each other by a few microseconds.
+//   One worker polls at a time; the others sleep in read as before, so an idle mount, or
+//   one whose requests come far apart, spends no CPU on it.
 // * Set-ID bits cleared by the host (set_id_bits.h): each read notes the request it
 //   brought for the worker that handles it, and the answer to FUSE_INIT takes the flag.
 //
