@@ -11,7 +11,6 @@
 #include <string>
 
 #include "common/log.h"
-#include "host-server/session.h"
 
 namespace enclavefs::host {
 namespace {
@@ -37,7 +36,8 @@ ChangeWatch::ChangeWatch(Ring& ring)
   reader_.arm();
 }
 
-void ChangeWatch::watch(const std::shared_ptr<Session>& session, const Node& node) {
+void ChangeWatch::watch(const std::shared_ptr<ChangeListener>& listener, std::uint64_t sessionId,
+                        const Node& node) {
   if (!inotify_) return;
   int wd = ::inotify_add_watch(inotify_.get(), procPathOf(node.fd.get()).c_str(), kWatchedEvents);
   if (wd < 0) {
@@ -50,8 +50,8 @@ void ChangeWatch::watch(const std::shared_ptr<Session>& session, const Node& nod
     }
     return;
   }
-  byWatch_[wd].push_back({session, session->id(), node.id, node.fd.get()});
-  watchOf_[{session->id(), node.id}] = wd;
+  byWatch_[wd].push_back({listener, sessionId, node.id, node.fd.get()});
+  watchOf_[{sessionId, node.id}] = wd;
 }
 
 void ChangeWatch::unwatch(std::uint64_t sessionId, msg::NodeId node) {
@@ -125,11 +125,11 @@ void ChangeWatch::done(std::uint64_t ticket, bool succeeded) {
   auto watchers = byWatch_.find(watch->second);
   if (watchers == byWatch_.end()) return;
   for (const Watcher& w : watchers->second) {
-    auto session = w.session.lock();
-    if (w.sessionId != change.sessionId || !session) continue;
-    session->noteChangedNode(w.node);
-    session->noteChangedEntry(w.node, change.name);
-    session->pushChanges();
+    auto listener = w.listener.lock();
+    if (w.sessionId != change.sessionId || !listener) continue;
+    listener->noteChangedNode(w.node);
+    listener->noteChangedEntry(w.node, change.name);
+    listener->pushChanges();
   }
 }
 
@@ -149,7 +149,7 @@ bool ChangeWatch::ownChange(std::uint64_t sessionId, msg::NodeId dir, const std:
 }
 
 void ChangeWatch::dispatch(const char* events, std::size_t bytes) {
-  std::set<std::shared_ptr<Session>> touched;
+  std::set<std::shared_ptr<ChangeListener>> touched;
   for (std::size_t at = 0; at < bytes;) {
     const auto* event = reinterpret_cast<const inotify_event*>(events + at);
     at += sizeof(inotify_event) + event->len;
@@ -169,16 +169,16 @@ void ChangeWatch::dispatch(const char* events, std::size_t bytes) {
       }
     }
     for (const Watcher& w : it->second) {
-      auto session = w.session.lock();
-      if (!session) continue;
+      auto listener = w.listener.lock();
+      if (!listener) continue;
       if (!ownChanges_.empty() && !name.empty() && (event->mask & (IN_CREATE | IN_DELETE)) &&
           ownChange(w.sessionId, w.node, name, event->mask)) {
         continue;
       }
-      if (name.empty() || (event->mask & kEntryEvents)) session->noteChangedNode(w.node);
-      if (!name.empty() && (event->mask & kEntryEvents)) session->noteChangedEntry(w.node, name);
-      if (child) session->noteChangedInode(child->first, child->second);
-      touched.insert(session);
+      if (name.empty() || (event->mask & kEntryEvents)) listener->noteChangedNode(w.node);
+      if (!name.empty() && (event->mask & kEntryEvents)) listener->noteChangedEntry(w.node, name);
+      if (child) listener->noteChangedInode(child->first, child->second);
+      touched.insert(listener);
     }
     if (event->mask & IN_IGNORED) {
       for (const Watcher& w : it->second) watchOf_.erase({w.sessionId, w.node});
@@ -189,20 +189,20 @@ void ChangeWatch::dispatch(const char* events, std::size_t bytes) {
   // armed had its event in it, or in an earlier one: it is over. One that ended while the
   // read was armed may have missed it, and waits for the next.
   std::erase_if(ownChanges_, [this](const OwnChange& c) { return !c.running && c.read < reads_; });
-  for (const auto& session : touched) session->pushChanges();
+  for (const auto& listener : touched) listener->pushChanges();
 }
 
 void ChangeWatch::overflowed() {
   logger("hostd")->warn("inotify queue overflowed: telling every client to drop its caches");
-  std::set<std::shared_ptr<Session>> sessions;
+  std::set<std::shared_ptr<ChangeListener>> listeners;
   for (auto& [wd, watchers] : byWatch_) {
     for (const Watcher& w : watchers) {
-      if (auto s = w.session.lock()) sessions.insert(s);
+      if (auto l = w.listener.lock()) listeners.insert(l);
     }
   }
-  for (const auto& session : sessions) {
-    session->noteEverythingChanged();
-    session->pushChanges();
+  for (const auto& listener : listeners) {
+    listener->noteEverythingChanged();
+    listener->pushChanges();
   }
 }
 

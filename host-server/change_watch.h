@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -23,7 +24,19 @@
 
 namespace enclavefs::host {
 
-class Session;
+// Who hears of the changes in what a client holds: its session (session.h), which sends them
+// to the client on pushChanges(). Loop thread only.
+class ChangeListener {
+ public:
+  virtual void noteChangedNode(msg::NodeId node) = 0;
+  virtual void noteChangedEntry(msg::NodeId parent, const std::string& name) = 0;
+  virtual void noteChangedInode(std::uint64_t dev, std::uint64_t ino) = 0;
+  virtual void noteEverythingChanged() = 0;
+  virtual void pushChanges() = 0;
+
+ protected:
+  ~ChangeListener() = default;
+};
 
 class ChangeWatch {
  public:
@@ -33,8 +46,10 @@ class ChangeWatch {
 
   bool available() const { return inotify_.valid(); }
 
-  // Starts telling `session` about changes in `node` (a directory, or a file export's root).
-  void watch(const std::shared_ptr<Session>& session, const Node& node);
+  // Starts telling session `sessionId`, through `listener`, about changes in `node` (a
+  // directory, or a file export's root).
+  void watch(const std::shared_ptr<ChangeListener>& listener, std::uint64_t sessionId,
+             const Node& node);
   void unwatch(std::uint64_t sessionId, msg::NodeId node);
   // Stops every watch of a session that is ending.
   void unwatchSession(std::uint64_t sessionId);
@@ -90,7 +105,7 @@ class ChangeWatch {
   };
 
   struct Watcher {
-    std::weak_ptr<Session> session;
+    std::weak_ptr<ChangeListener> listener;
     std::uint64_t sessionId;
     msg::NodeId node;
     int fd;  // the node's O_PATH descriptor, valid while the node is watched

@@ -228,15 +228,16 @@ void Session::acceptExport(const msg::Hello& hello) {
   inMemory_ = onMemoryFileSystem(root.get());
   pushChanges_ = (hello.features & msg::kFeatureChangeNotify) && server_.changes().available();
   if (pushChanges_) {
-    nodes_.observe({[this](const Node& dir) { server_.changes().watch(shared_from_this(), dir); },
-                    [this](const Node& node) { server_.changes().unwatch(id_, node.id); }});
+    nodes_.observe(
+        {[this](const Node& dir) { server_.changes().watch(shared_from_this(), id_, dir); },
+         [this](const Node& node) { server_.changes().unwatch(id_, node.id); }});
   }
   usage_ = std::move(usage);
   ++usage_->connections;
   if (exported->maxHandlesPerPeer) handles_.shareWithPeer(usage_, *exported->maxHandlesPerPeer);
   handshakeTimer_.disarm();
   nodes_.setRoot(std::move(root), st.stx_mode & S_IFMT);
-  if (pushChanges_) server_.changes().watch(shared_from_this(), *nodes_.find(msg::kRootNode));
+  if (pushChanges_) server_.changes().watch(shared_from_this(), id_, *nodes_.find(msg::kRootNode));
 
   msg::Welcome welcome;
   welcome.version = msg::kProtocolVersion;

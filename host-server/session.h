@@ -26,6 +26,7 @@
 #include "common/wire.h"
 #include "host-server/access.h"
 #include "host-server/blocking_pool.h"
+#include "host-server/change_watch.h"
 #include "host-server/exports.h"
 #include "host-server/handle_table.h"
 #include "host-server/node_table.h"
@@ -42,7 +43,6 @@ class logger;
 
 namespace enclavefs::host {
 
-class ChangeWatch;
 class Server;
 
 // Owned bytes: a read's data or a write's payload.
@@ -74,7 +74,7 @@ struct SessionLimits {
   std::size_t maxClients = 64;  // connections per server
 };
 
-class Session : public std::enable_shared_from_this<Session> {
+class Session : public std::enable_shared_from_this<Session>, public ChangeListener {
  public:
   Session(Server& server, UniqueFd socket, Peer peer, std::uint64_t id);
   Session(const Session&) = delete;
@@ -86,11 +86,11 @@ class Session : public std::enable_shared_from_this<Session> {
   void close(const std::string& why);
 
   // Changes the change watch saw in what this client holds; pushChanges() sends them.
-  void noteChangedNode(msg::NodeId node);
-  void noteChangedEntry(msg::NodeId parent, const std::string& name);
-  void noteChangedInode(std::uint64_t dev, std::uint64_t ino);
-  void noteEverythingChanged();
-  void pushChanges();
+  void noteChangedNode(msg::NodeId node) override;
+  void noteChangedEntry(msg::NodeId parent, const std::string& name) override;
+  void noteChangedInode(std::uint64_t dev, std::uint64_t ino) override;
+  void noteEverythingChanged() override;
+  void pushChanges() override;
 
   // For operation handlers.
   Ring& ring();
