@@ -35,6 +35,14 @@ void BasicFs::giveBackLater(std::vector<msg::op::ForgetItem> items) {
   invalidator_.later([this, items = std::move(items)]() mutable { forgetOnHost(std::move(items)); });
 }
 
+void BasicFs::closeOnHostLater(msg::NodeId node, msg::HandleId handle, msg::Op op) {
+  msg::Request r;
+  r.node = node;
+  r.handle = handle;
+  r.op = std::move(op);
+  invalidator_.later([this, r = std::move(r)] { send(r, [](Result<Answer>) {}); });
+}
+
 void BasicFs::forgetOnHost(std::vector<msg::op::ForgetItem> items) {
   msg::Request r;
   r.op = msg::op::Forget{std::move(items)};
@@ -119,7 +127,7 @@ void replyWithEntry(BasicFs& fs, fuse_req_t req, const char* op, const msg::Entr
   if (valid) valid = fs.nodes().learn(e);
   if (!valid) {
     // The host counted a lookup the kernel will never forget: give it back.
-    fs.forgetOnHost({{e.node, 1}});
+    fs.giveBackLater({{e.node, 1}});
     fuse_reply_err(req, fs.refuse(op, valid.error()));
     return;
   }
@@ -128,7 +136,7 @@ void replyWithEntry(BasicFs& fs, fuse_req_t req, const char* op, const msg::Entr
   if (fuse_reply_entry(req, &param) != 0) {
     // The request was interrupted: the kernel did not take the reference.
     fs.nodes().forget(e.node, 1);
-    fs.forgetOnHost({{e.node, 1}});
+    fs.giveBackLater({{e.node, 1}});
   }
 }
 

@@ -76,10 +76,15 @@ class BasicFs {
   void sendUnbounded(const msg::Request& request, ReplyHandler handler) {
     connection_.call(request, {}, std::move(handler), true);
   }
-  // Gives the host back lookup counts (the registry is the caller's to update).
+  // Gives the host back lookup counts (the registry is the caller's to update). From a FUSE
+  // worker only: the receiver thread must never send (Connection::send says why).
   void forgetOnHost(std::vector<msg::op::ForgetItem> items);
-  // The same, sent from the invalidator thread: for callers that may be the receiver.
+  // The same, sent from the invalidator thread: for reply handlers, which run on the receiver.
   void giveBackLater(std::vector<msg::op::ForgetItem> items);
+  // Closes a handle the kernel never received (a refused or interrupted open, create or
+  // opendir), sent from the invalidator thread: for reply handlers. `op` is Release or
+  // ReleaseDir.
+  void closeOnHostLater(msg::NodeId node, msg::HandleId handle, msg::Op op);
 
   // Logs why a reply was refused and yields the errno the application sees.
   int refuse(const char* op, const std::string& why) const;

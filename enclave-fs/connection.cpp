@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include <cassert>
 #include <cerrno>
 #include <cstring>
 #include <vector>
@@ -18,6 +19,9 @@ namespace enclavefs::enclave {
 namespace {
 
 constexpr std::chrono::milliseconds kExpiryCheckInterval{500};
+
+// The connection whose receiver runs on this thread, if any.
+thread_local const Connection* receiverOf = nullptr;
 
 }  // namespace
 
@@ -103,6 +107,10 @@ void Connection::stop() {
 
 Result<void> Connection::send(FrameKind kind, std::uint64_t id, std::span<const std::byte> message,
                               std::span<const std::byte> payload) {
+  // The receiver is the only thread that drains the host's answers and the only one that
+  // notices a request past its deadline. Were it to wait here on a socket the host stopped
+  // reading, nothing would ever time out: handlers defer their sends to another thread.
+  assert(receiverOf != this && "the receiver thread must not send");
   auto header = encodeHeader({static_cast<std::uint32_t>(message.size()),
                               static_cast<std::uint32_t>(payload.size()), id, kind});
   auto pad = payloadPadding(static_cast<std::uint32_t>(payload.size()));
@@ -187,6 +195,7 @@ bool Connection::expired() {
 }
 
 void Connection::receive() {
+  receiverOf = this;
   FrameAssembler in;
   auto nextExpiryCheck = std::chrono::steady_clock::now() + kExpiryCheckInterval;
   for (;;) {

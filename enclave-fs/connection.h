@@ -2,7 +2,10 @@
 //
 // Threads: any FUSE worker may call(); one receiver thread reads every frame from the host,
 // decodes it, and runs the handler of the request it answers, which makes the single
-// fuse_reply_* call. No thread waits for a reply. `pendingMutex_` guards the table of
+// fuse_reply_* call. No thread waits for a reply. The receiver never sends: a handler that
+// must tell the host something (give back a lookup, close a handle) hands it to another
+// thread, since a send may wait on a socket the host has stopped reading, and only the
+// receiver would notice that the host's time is up. `pendingMutex_` guards the table of
 // requests in flight; `sendMutex_` keeps frames whole on the socket. Neither is held while a
 // handler runs.
 //

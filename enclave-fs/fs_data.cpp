@@ -11,11 +11,6 @@
 namespace enclavefs::enclave::fs {
 namespace {
 
-// Tells the host to close a handle the kernel never received (an interrupted open).
-void releaseOnHost(BasicFs& fs, fuse_req_t req, fuse_ino_t ino, msg::HandleId handle) {
-  fs.send(fs.request(req, ino, msg::op::Release{}, nullptr, handle), [](Result<Answer>) {});
-}
-
 // For a write already answered as whole: 0 if the host wrote all `size` bytes, else the
 // errno the next close or fsync reports.
 int writeBehindOutcome(BasicFs& fs, const Result<Answer>& answer, std::size_t size) {
@@ -56,7 +51,8 @@ void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
       return;
     }
     if (!valid) {
-      if (checkHandle((*opened)->handle)) releaseOnHost(fs, req, ino, (*opened)->handle);
+      if (checkHandle((*opened)->handle))
+        fs.closeOnHostLater(ino, (*opened)->handle, msg::op::Release{});
       fuse_reply_err(req, fs.refuse("open", valid.error()));
       return;
     }
@@ -64,7 +60,7 @@ void open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     info.keep_cache = fs.hostPushesChanges() ? 1 : 0;
     if (fuse_reply_open(req, &info) != 0) {
       fs.openData().released(info.fh);
-      releaseOnHost(fs, req, ino, info.fh);
+      fs.closeOnHostLater(ino, info.fh, msg::op::Release{});
     }
   });
 }
@@ -92,8 +88,8 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fu
     if (valid) valid = checkHandle((*created)->handle);
     if (valid) valid = fs.nodes().learn(e);
     if (!valid) {
-      fs.forgetOnHost({{e.node, 1}});
-      releaseOnHost(fs, req, e.node, (*created)->handle);
+      fs.giveBackLater({{e.node, 1}});
+      fs.closeOnHostLater(e.node, (*created)->handle, msg::op::Release{});
       fuse_reply_err(req, fs.refuse("create", valid.error()));
       return;
     }
@@ -101,8 +97,8 @@ void create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fu
     fuse_entry_param param = fs.entryParam(e);
     if (fuse_reply_create(req, &param, &info) != 0) {
       fs.nodes().forget(e.node, 1);
-      fs.forgetOnHost({{e.node, 1}});
-      releaseOnHost(fs, req, e.node, info.fh);
+      fs.giveBackLater({{e.node, 1}});
+      fs.closeOnHostLater(e.node, info.fh, msg::op::Release{});
     }
   });
 }

@@ -32,7 +32,7 @@ void replyEntries(BasicFs& fs, fuse_req_t req, size_t size, std::uint64_t offset
     for (const auto& d : (*entries)->items) {
       if (d.entry && d.entry->node != 0) giveBack.push_back({d.entry->node, 1});
     }
-    if (!giveBack.empty()) fs.forgetOnHost(std::move(giveBack));
+    if (!giveBack.empty()) fs.giveBackLater(std::move(giveBack));
     fuse_reply_err(req, fs.refuse(op, valid.error()));
     return;
   }
@@ -94,7 +94,7 @@ void replyEntries(BasicFs& fs, fuse_req_t req, size_t size, std::uint64_t offset
       giveBack.push_back({node, 1});
     }
   }
-  if (!giveBack.empty()) fs.forgetOnHost(std::move(giveBack));
+  if (!giveBack.empty()) fs.giveBackLater(std::move(giveBack));
 }
 
 void readEntries(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi,
@@ -278,9 +278,7 @@ void opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
       return;
     }
     info.fh = (*opened)->handle;
-    if (fuse_reply_open(req, &info) != 0) {
-      fs.send(fs.request(req, ino, msg::op::ReleaseDir{}, nullptr, info.fh), [](Result<Answer>) {});
-    }
+    if (fuse_reply_open(req, &info) != 0) fs.closeOnHostLater(ino, info.fh, msg::op::ReleaseDir{});
   });
 }
 

@@ -126,6 +126,16 @@ class FakeConn {
   void reply(std::uint64_t id, const msg::Reply& r, std::span<const std::byte> payload = {}) {
     sendRaw(replyFrame(id, r, payload));
   }
+  // Waits, without reading, until the client shuts the connection down; false if it has
+  // not within `limit`.
+  bool waitForHangUp(std::chrono::milliseconds limit) {
+    pollfd p{fd_, POLLRDHUP, 0};
+    int r;
+    do {
+      r = ::poll(&p, 1, static_cast<int>(limit.count()));
+    } while (r < 0 && errno == EINTR);
+    return r > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+  }
   // Ends the connection after what was sent.
   void close() {
     ::shutdown(fd_, SHUT_RDWR);
@@ -631,6 +641,44 @@ TEST_CASE("a host that answers everything but one request cannot stall it past t
   ::close(fd);
   checkFailsOrDrops(o);
   CHECK(answered.load() > 10);  // the host really was answering meanwhile
+  checkDisconnectedButAlive(scene.m(), scene.daemon);
+}
+
+TEST_CASE(
+    "a host that stops reading cannot stall the mount, even when a reply must be given back") {
+  // The host stops reading, so the mount's socket fills with a write; then it answers a
+  // lookup with an entry the mount refuses, whose lookup count the mount must give back.
+  // The mount must still refuse the lookup at once, and end the connection when the write
+  // is past its timeout, rather than wait on the full socket for good.
+  std::atomic<bool> hungUp{false};
+  Scene scene(
+      [&hungUp](FakeConn& conn, std::uint64_t id, const msg::Request& r) {
+        if (!isLookup(r, "stall")) return false;
+        std::this_thread::sleep_for(1500ms);  // not reading: the write below fills the socket
+        conn.reply(id, ok(entry(0, fileAttr(9, 1))));
+        hungUp = conn.waitForHangUp(8s);
+        conn.close();
+        return true;
+      },
+      {"-o", "timeout=2"});
+  const std::string mnt = scene.m().path();
+  int fd = ::open((scene / "good").c_str(), O_WRONLY | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  std::optional<Outcome> lookup;
+  std::thread looking([&] { lookup = statOf(mnt, scene / "stall"); });
+  std::this_thread::sleep_for(300ms);  // the host has the lookup and no longer reads
+  auto written = bounded(mnt, [fd] {
+    std::vector<char> data(4 << 20, 'w');  // more than the socket holds
+    return static_cast<long>(::write(fd, data.data(), data.size()));
+  });
+  looking.join();
+  ::close(fd);
+  REQUIRE(lookup.has_value());
+  checkFailsOrDrops(*lookup);
+  CHECK(lookup->took < 3s);
+  REQUIRE_MESSAGE(written.finished, "the write hung (the mount daemon was killed to end it)");
+  CHECK(written.rc == -1);
+  CHECK(hungUp.load());  // the mount, not the host, ended the connection
   checkDisconnectedButAlive(scene.m(), scene.daemon);
 }
 
