@@ -44,6 +44,11 @@ void Invalidator::answerWaiting() {
 }
 
 void Invalidator::post(msg::Notify notify) {
+  // What the queue holds is bounded by names and nodes, so nothing else may ride along: a
+  // notification without any is not queued, and its directory attributes (already applied by
+  // the receiver, and up to thousands a frame) are not kept.
+  if (notify.empty()) return;
+  notify.dirAttrs = {};
   std::size_t items = notify.entries.size() + notify.inodes.size();
   {
     std::lock_guard lock(mutex_);

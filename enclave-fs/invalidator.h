@@ -26,7 +26,8 @@ class Invalidator {
 
   void start(fuse_session* session);
   void stop();
-  // Queues a notification (from the receiver thread). Checked already by reply_check.
+  // Queues a notification's names and nodes to drop (from the receiver thread). Checked
+  // already by reply_check; its directory attributes are the receiver's to apply.
   void post(msg::Notify notify);
   // Drops what the kernel caches of `node`, then runs `then` (which replies to a request):
   // a lock the host just granted must not be followed by reads of pages cached before it.

@@ -682,6 +682,26 @@ TEST_CASE(
   checkDisconnectedButAlive(scene.m(), scene.daemon);
 }
 
+TEST_CASE("a host that floods change notifications while the mount starts cannot grow its memory") {
+  // Until the kernel has the root's attributes, the mount applies no change notification and
+  // queues them instead. Frames of nothing but directory attributes (thousands each) must not
+  // pile up in that queue.
+  std::atomic<bool> flooded{false};
+  Scene scene([&flooded](FakeConn& conn, std::uint64_t, const msg::Request& r) {
+    if (!std::holds_alternative<msg::op::GetAttr>(r.op) || flooded.exchange(true)) return false;
+    msg::Notify notify;
+    notify.dirAttrs.assign(1500, msg::NodeAttr{msg::kRootNode, rootAttr()});
+    auto bytes = frame(FrameKind::notify, 0, wire::bytesOf(wire::encode(notify)));
+    for (int i = 0; i < 400; ++i) conn.sendRaw(bytes);  // about 65 MiB once decoded
+    return false;                                       // then answer the getattr
+  });
+  CHECK(flooded.load());
+  const long peak = memoryKiB(scene.daemon, "VmHWM");
+  REQUIRE(peak > 0);
+  CHECK_MESSAGE(peak < 40 * 1024, "the mount's peak resident set reached ", peak / 1024, " MiB");
+  checkStillServing(scene.m(), scene.daemon);
+}
+
 // ---- bad replies on a sound connection: EIO, and the mount goes on -----------------------------
 
 TEST_CASE("a lookup reply with node 0, the root's node or a bad attribute gives EIO") {

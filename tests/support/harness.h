@@ -97,6 +97,9 @@ bool isMountPoint(const std::string& path);
 pid_t mountDaemon(const std::string& mountPoint);
 // CPU time the process has used so far (user and system, all its threads).
 std::chrono::milliseconds cpuTime(pid_t pid);
+// A memory figure of the process from /proc/PID/status, in KiB ("VmRSS", "VmHWM" for the
+// peak resident set), or -1 if it cannot be read.
+long memoryKiB(pid_t pid, const std::string& field);
 
 // Writes/reads a whole file through ordinary system calls.
 void writeFile(const std::string& path, const std::string& content);
