@@ -6,9 +6,14 @@ CompleteDirs::CompleteDirs(std::chrono::duration<double> lifetime, GiveBack give
     : lifetime_(std::chrono::duration_cast<Clock::duration>(lifetime)),
       giveBack_(std::move(giveBack)) {}
 
-void CompleteDirs::end(Dirs& dirs, Dirs::iterator it, std::vector<msg::op::ForgetItem>& held) {
+void CompleteDirs::end(Dirs::iterator it, std::vector<msg::op::ForgetItem>& held) const {
   if (it->second.heldLookups > 0) held.push_back({it->first, it->second.heldLookups});
-  dirs.erase(it);
+  names_ -= it->second.maybePresent.size();
+  dirs_.erase(it);
+}
+
+void CompleteDirs::endAll(std::vector<msg::op::ForgetItem>& held) const {
+  while (!dirs_.empty()) end(dirs_.begin(), held);
 }
 
 void CompleteDirs::giveBack(std::vector<msg::op::ForgetItem> held) const {
@@ -20,7 +25,7 @@ void CompleteDirs::sweep(Clock::time_point now, std::vector<msg::op::ForgetItem>
   nextSweep_ = now + std::chrono::seconds(1);
   for (auto it = dirs_.begin(); it != dirs_.end();) {
     auto next = std::next(it);
-    if (now >= it->second.expires) end(dirs_, it, held);
+    if (now >= it->second.expires) end(it, held);
     it = next;
   }
 }
@@ -30,11 +35,10 @@ void CompleteDirs::madeEmpty(msg::NodeId dir) {
   {
     std::lock_guard lock(mutex_);
     sweep(Clock::now(), held);
-    if (dirs_.size() >= kMaxDirs && !dirs_.contains(dir)) {
-      while (!dirs_.empty()) end(dirs_, dirs_.begin(), held);
-    }
+    if (dirs_.size() >= kMaxDirs && !dirs_.contains(dir)) endAll(held);
     Dir& d = dirs_[dir];
     d.expires = Clock::now() + lifetime_;
+    names_ -= d.maybePresent.size();
     d.maybePresent.clear();
   }
   giveBack(std::move(held));
@@ -46,10 +50,12 @@ void CompleteDirs::mayBePresent(msg::NodeId dir, std::string_view name) {
     std::lock_guard lock(mutex_);
     auto it = dirs_.find(dir);
     if (it == dirs_.end()) return;
-    if (it->second.maybePresent.size() >= kMaxNamesPerDir) {
-      end(dirs_, it, held);
-    } else {
-      it->second.maybePresent.emplace(name);
+    if (Clock::now() >= it->second.expires) {
+      end(it, held);
+    } else if (names_ >= kMaxNames) {
+      endAll(held);
+    } else if (it->second.maybePresent.emplace(name).second) {
+      ++names_;
     }
   }
   giveBack(std::move(held));
@@ -83,7 +89,7 @@ void CompleteDirs::changed(const msg::Notify& notify) {
     std::lock_guard lock(mutex_);
     for (msg::NodeId node : notify.inodes) {
       auto it = dirs_.find(node);
-      if (it != dirs_.end() && !namedIn.contains(node)) end(dirs_, it, held);
+      if (it != dirs_.end() && !namedIn.contains(node)) end(it, held);
     }
   }
   giveBack(std::move(held));
@@ -97,7 +103,7 @@ bool CompleteDirs::surelyAbsent(msg::NodeId dir, std::string_view name) const {
     auto it = dirs_.find(dir);
     if (it == dirs_.end()) return false;
     if (Clock::now() >= it->second.expires) {
-      end(dirs_, it, held);
+      end(it, held);
     } else {
       absent = !it->second.maybePresent.contains(std::string(name));
     }

@@ -54,12 +54,14 @@ class CompleteDirs {
   void changed(const msg::Notify& notify);
   bool surelyAbsent(msg::NodeId dir, std::string_view name) const;
 
- private:
-  // Bounds on what is remembered; past them a directory (or every one) is forgotten, which
-  // only sends lookups to the host again.
+  // Bounds on what is remembered; past them every directory is forgotten, which only sends
+  // lookups to the host again. The names are counted over all directories: the host names
+  // them in its notifications, and must not fill the enclave's memory through them (about
+  // 350 bytes a name at most: 11 MiB).
   static constexpr std::size_t kMaxDirs = 4096;
-  static constexpr std::size_t kMaxNamesPerDir = 65536;
+  static constexpr std::size_t kMaxNames = 1 << 15;
 
+ private:
   struct Dir {
     Clock::time_point expires;
     std::unordered_set<std::string> maybePresent;
@@ -67,7 +69,8 @@ class CompleteDirs {
   };
   using Dirs = std::unordered_map<msg::NodeId, Dir>;
   // Ends a directory's completeness, collecting the lookups it held.
-  static void end(Dirs& dirs, Dirs::iterator it, std::vector<msg::op::ForgetItem>& held);
+  void end(Dirs::iterator it, std::vector<msg::op::ForgetItem>& held) const;
+  void endAll(std::vector<msg::op::ForgetItem>& held) const;
   void giveBack(std::vector<msg::op::ForgetItem> held) const;
   // Ends the expired directories, at most once a second, so held lookups go back to the host
   // even for a directory no one looks into again.
@@ -77,6 +80,7 @@ class CompleteDirs {
   const GiveBack giveBack_;
   mutable std::mutex mutex_;
   mutable Dirs dirs_;  // an expired directory is ended where it is found, or by sweep()
+  mutable std::size_t names_ = 0;  // in all of dirs_' maybePresent sets
   Clock::time_point nextSweep_{};
 };
 
