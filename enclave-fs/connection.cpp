@@ -47,7 +47,9 @@ Result<std::unique_ptr<Connection>, std::string> Connection::open(
   if (!conn->send(FrameKind::hello, 0, wire::bytesOf(words), {})) {
     return Fail{"cannot send to " + host + ": " + std::strerror(errno)};
   }
-  FrameAssembler in;
+  // The connection's own assembler: what follows the welcome in the same read is the
+  // receiver's to take.
+  FrameAssembler& in = conn->in_;
   auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
     auto frame = in.next();
@@ -68,11 +70,9 @@ Result<std::unique_ptr<Connection>, std::string> Connection::open(
       if (welcome->version != msg::kProtocolVersion) {
         return Fail{host + " speaks protocol version " + std::to_string(welcome->version)};
       }
-      if (hello.kind == msg::MountKind::block) {
-        if (auto valid = checkVolumeWelcome(*welcome); !valid) {
-          return Fail{host + " broke the protocol: " + valid.error()};
-        }
-      }
+      Check valid = hello.kind == msg::MountKind::block ? checkVolumeWelcome(*welcome)
+                                                        : checkExportWelcome(*welcome);
+      if (!valid) return Fail{host + " broke the protocol: " + valid.error()};
       conn->welcome_ = std::move(*welcome);
       return conn;
     }
@@ -196,7 +196,7 @@ bool Connection::expired() {
 
 void Connection::receive() {
   receiverOf = this;
-  FrameAssembler in;
+  FrameAssembler& in = in_;
   auto nextExpiryCheck = std::chrono::steady_clock::now() + kExpiryCheckInterval;
   for (;;) {
     // Checked on a clock, not only when the socket is quiet: a host that keeps answering

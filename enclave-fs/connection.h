@@ -107,6 +107,7 @@ class Connection {
   std::mutex sendMutex_;
   std::mutex pendingMutex_;
   std::unordered_map<std::uint64_t, Pending> pending_;
+  FrameAssembler in_;  // the handshake's, then the receiver's
   UniqueFd stopEvent_;
   NotifyHandler notifyHandler_;
   std::thread receiver_;

@@ -10,6 +10,12 @@
 #include "common/hard_limits.h"
 
 namespace enclavefs::enclave {
+namespace {
+
+// The kernel's unit of reads and writes through a FUSE file; less would be unworkable.
+constexpr std::uint32_t kPageBytes = 4096;
+
+}  // namespace
 
 int acceptableErrno(int error) {
   if (error <= 0 || error >= 4096) return EIO;
@@ -168,6 +174,20 @@ Check checkVolumeWelcome(const msg::Welcome& welcome) {
   if (welcome.maxRead < limits::kSectorBytes || welcome.maxWrite < limits::kSectorBytes) {
     return Fail{"largest read " + std::to_string(welcome.maxRead) + " or write " +
                 std::to_string(welcome.maxWrite) + " is smaller than a sector"};
+  }
+  return {};
+}
+
+Check checkExportWelcome(const msg::Welcome& welcome) {
+  if (auto valid = checkAttr(welcome.root); !valid) return Fail{"the root: " + valid.error()};
+  const auto type = welcome.root.mode & S_IFMT;
+  if (type != S_IFDIR && type != S_IFREG) {
+    return Fail{"the root is neither a directory nor a regular file (mode " +
+                std::to_string(welcome.root.mode) + ")"};
+  }
+  if (welcome.maxRead < kPageBytes || welcome.maxWrite < kPageBytes) {
+    return Fail{"largest read " + std::to_string(welcome.maxRead) + " or write " +
+                std::to_string(welcome.maxWrite) + " is smaller than a page"};
   }
   return {};
 }

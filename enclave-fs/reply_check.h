@@ -45,6 +45,9 @@ Check checkXattrList(std::span<const std::byte> names);
 // A block volume's welcome: the sector size this client speaks, and a size that is a whole
 // number of sectors within the volume limits.
 Check checkVolumeWelcome(const msg::Welcome& welcome);
+// An export's welcome: the root is a directory or a regular file with sound attributes, and
+// the largest read and write are at least a page.
+Check checkExportWelcome(const msg::Welcome& welcome);
 
 // The body of type Body in an answer, or the errno the application should see: the transport's,
 // the host's own (if acceptable), or EIO for a reply of the wrong shape. `fs` is the file

@@ -157,10 +157,13 @@ constexpr std::uint64_t kFakeVolumeBytes = 64 << 20;
 
 class FakeHost {
  public:
-  FakeHost(const std::string& socketPath, Misbehaviour misbehave, WelcomeEdit editWelcome = {})
+  // `afterWelcome`: bytes sent with the welcome, in the same write.
+  FakeHost(const std::string& socketPath, Misbehaviour misbehave, WelcomeEdit editWelcome = {},
+           std::vector<std::byte> afterWelcome = {})
       : socketPath_(socketPath),
         misbehave_(std::move(misbehave)),
         editWelcome_(std::move(editWelcome)),
+        afterWelcome_(std::move(afterWelcome)),
         stop_(::eventfd(0, EFD_CLOEXEC)) {
     auto address = parseAddress("unix:" + socketPath);
     if (!address) throw std::runtime_error(address.error());
@@ -229,7 +232,9 @@ class FakeHost {
             welcome.sectorSize = limits::kSectorBytes;
           }
           if (editWelcome_) editWelcome_(welcome);
-          conn.sendRaw(frame(FrameKind::welcome, 0, wire::bytesOf(wire::encode(welcome))));
+          auto bytes = frame(FrameKind::welcome, 0, wire::bytesOf(wire::encode(welcome)));
+          bytes.insert(bytes.end(), afterWelcome_.begin(), afterWelcome_.end());
+          conn.sendRaw(bytes);
           welcomed = true;
           continue;
         }
@@ -308,6 +313,7 @@ class FakeHost {
   std::string socketPath_;
   Misbehaviour misbehave_;
   WelcomeEdit editWelcome_;
+  std::vector<std::byte> afterWelcome_;
   UniqueFd listener_;
   UniqueFd stop_;
   std::atomic<int> connections_{0};
@@ -474,9 +480,11 @@ struct Scene {
   std::unique_ptr<Mount> mount;
   pid_t daemon = -1;
 
-  explicit Scene(Misbehaviour misbehave, const std::vector<std::string>& mountArgs = {}) {
+  explicit Scene(Misbehaviour misbehave, const std::vector<std::string>& mountArgs = {},
+                 std::vector<std::byte> afterWelcome = {}) {
     ::mkdir((dir / "mnt").c_str(), 0755);
-    host = std::make_unique<FakeHost>(dir / "sock", std::move(misbehave));
+    host = std::make_unique<FakeHost>(dir / "sock", std::move(misbehave), WelcomeEdit{},
+                                      std::move(afterWelcome));
     mount = std::make_unique<Mount>(host->address(), "data", dir / "mnt", mountArgs);
     daemon = mountDaemon(mount->path());
     REQUIRE_MESSAGE(daemon > 0, "cannot find the enclavefs-mount daemon");
@@ -700,6 +708,46 @@ TEST_CASE("a host that floods change notifications while the mount starts cannot
   REQUIRE(peak > 0);
   CHECK_MESSAGE(peak < 40 * 1024, "the mount's peak resident set reached ", peak / 1024, " MiB");
   checkStillServing(scene.m(), scene.daemon);
+}
+
+TEST_CASE("a frame that begins in the same read as the welcome is read whole") {
+  // A host may send a change notification right after the welcome; the mount must not lose
+  // the part of it that came with the welcome (it would then read the rest as a frame).
+  msg::Notify notify;
+  notify.entries.push_back({msg::kRootNode, "good"});
+  const auto bytes = frame(FrameKind::notify, 0, wire::bytesOf(wire::encode(notify)));
+  const std::size_t half = bytes.size() / 2;
+  std::vector<std::byte> firstHalf(bytes.begin(), bytes.begin() + static_cast<long>(half));
+  std::atomic<bool> finished{false};
+  Scene scene(
+      [&finished, bytes, half](FakeConn& conn, std::uint64_t, const msg::Request&) {
+        if (!finished.exchange(true)) conn.sendRaw(std::span(bytes).subspan(half));
+        return false;
+      },
+      {}, firstHalf);
+  CHECK(finished.load());
+  checkStillServing(scene.m(), scene.daemon);
+}
+
+TEST_CASE("an export welcome with a root of another type or tiny reads and writes is refused") {
+  const std::vector<std::pair<WelcomeEdit, std::string>> welcomes = {
+      {[](msg::Welcome& w) { w.root.mode = S_IFIFO | 0644; }, "the root is neither"},
+      {[](msg::Welcome& w) { w.root.mode = 0; }, "no valid file type"},
+      {[](msg::Welcome& w) { w.maxWrite = 0; }, "largest read"},
+  };
+  for (const auto& [edit, expected] : welcomes) {
+    CAPTURE(expected);
+    TempDir dir;
+    ::mkdir((dir / "mnt").c_str(), 0755);
+    FakeHost host(
+        dir / "sock", [](FakeConn&, std::uint64_t, const msg::Request&) { return false; }, edit);
+    auto r = run({mountPath(), "--host", host.address(), "--export", "data", "--force-mount",
+                  "empty", dir / "mnt"});
+    CHECK(r.exitCode == 1);
+    CHECK_MESSAGE(r.output.find("broke the protocol: ") != std::string::npos, r.output);
+    CHECK_MESSAGE(r.output.find(expected) != std::string::npos, r.output);
+    CHECK_FALSE(isMountPoint(dir / "mnt"));
+  }
 }
 
 // ---- bad replies on a sound connection: EIO, and the mount goes on -----------------------------

@@ -321,6 +321,31 @@ TEST_CASE("checkXattrList refuses unterminated lists, empty names and over-long 
 
 // ---- node registry --------------------------------------------------------------------------
 
+TEST_CASE(
+    "checkExportWelcome wants a directory or file root with sound attributes, and page-sized I/O") {
+  msg::Welcome w;
+  w.maxRead = w.maxWrite = limits::kMaxIoBytes;
+  w.root = attrOf(S_IFDIR | 0755);
+  CHECK(checkExportWelcome(w));
+  w.root = attrOf(S_IFREG | 0644);  // a single-file export
+  CHECK(checkExportWelcome(w));
+  for (std::uint32_t type : {S_IFLNK, S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK, 0}) {
+    w.root = attrOf(type | 0644);
+    CHECK_FALSE(checkExportWelcome(w));
+  }
+  w.root = attrOf(S_IFDIR | 0755);
+  w.root.size = std::numeric_limits<std::uint64_t>::max();
+  CHECK(checkExportWelcome(w).error().find("file size") != std::string::npos);
+  w.root = attrOf(S_IFDIR | 0755);
+  w.maxWrite = 0;
+  CHECK(checkExportWelcome(w).error().find("largest read") != std::string::npos);
+  w.maxWrite = 4096;
+  w.maxRead = 4095;
+  CHECK_FALSE(checkExportWelcome(w));
+  w.maxRead = 4096;
+  CHECK(checkExportWelcome(w));
+}
+
 TEST_CASE("the registry counts lookups and drops a node when they are all forgotten") {
   NodeRegistry nodes;
   nodes.addRoot(S_IFDIR | 0755);
