@@ -51,6 +51,8 @@ void BasicFs::forgetOnHost(std::vector<msg::op::ForgetItem> items) {
 
 void BasicFs::keepDirAttrs(const std::vector<msg::NodeAttr>& attrs) {
   if (!cache_.hostPushesChanges) return;
+  std::size_t refused = 0;
+  std::string firstRefusal;
   for (const msg::NodeAttr& a : attrs) {
     // Only for directories the kernel holds: a host must not fill the cache with nodes it
     // never handed out, or with attributes for a node the kernel will learn as a file.
@@ -61,8 +63,14 @@ void BasicFs::keepDirAttrs(const std::vector<msg::NodeAttr>& attrs) {
       dirAttrs_.store(a.node, a.attr);
     } else {
       dirAttrs_.drop(a.node);
-      log_->error("refused the host's attributes of directory {}: {}", a.node, valid.error());
+      if (refused++ == 0)
+        firstRefusal = "directory " + std::to_string(a.node) + ": " + valid.error();
     }
+  }
+  // One line a frame, whatever the host puts in it (up to thousands of attributes).
+  if (refused > 0) {
+    log_->error("refused the host's attributes of {} director{} ({}{})", refused,
+                refused == 1 ? "y" : "ies", firstRefusal, refused > 1 ? ", and others" : "");
   }
 }
 
@@ -111,18 +119,18 @@ void replyStatus(BasicFs& fs, fuse_req_t req, const char* op, const Result<Answe
 }
 
 void replyEntry(BasicFs& fs, fuse_req_t req, const char* op, const Result<Answer>& answer,
-                std::uint32_t expectedType) {
+                std::uint32_t expectedType, const EntryAccepted& accepted) {
   fs.keepDirAttrs(answer);
   auto entry = expect<msg::Entry>(fs, op, answer);
   if (!entry) {
     fuse_reply_err(req, entry.error().value);
     return;
   }
-  replyWithEntry(fs, req, op, **entry, expectedType);
+  replyWithEntry(fs, req, op, **entry, expectedType, accepted);
 }
 
 void replyWithEntry(BasicFs& fs, fuse_req_t req, const char* op, const msg::Entry& e,
-                    std::uint32_t expectedType) {
+                    std::uint32_t expectedType, const EntryAccepted& accepted) {
   Check valid = expectedType != 0 ? checkEntryType(e, expectedType) : checkEntry(e);
   if (valid) valid = fs.nodes().learn(e);
   if (!valid) {
@@ -132,6 +140,7 @@ void replyWithEntry(BasicFs& fs, fuse_req_t req, const char* op, const msg::Entr
     return;
   }
   fs.attrsSeen(e.node);
+  if (accepted) accepted(e);
   fuse_entry_param param = fs.entryParam(e);
   if (fuse_reply_entry(req, &param) != 0) {
     // The request was interrupted: the kernel did not take the reference.

@@ -19,6 +19,7 @@
 #include <fuse_lowlevel.h>
 #include <sys/stat.h>
 
+#include <functional>
 #include <span>
 #include <string>
 #include <variant>
@@ -162,12 +163,16 @@ class BasicFs {
 // Replies to an operation whose answer is just success or an errno.
 void replyStatus(BasicFs& fs, fuse_req_t req, const char* op, const Result<Answer>& answer);
 
-// Replies with an entry for a new or looked-up name. `expectedType` (S_IF*) or 0 for any.
+// What an operation does with an entry it believes, before the kernel has it.
+using EntryAccepted = std::function<void(const msg::Entry&)>;
+
+// Replies with an entry for a new or looked-up name. `expectedType` (S_IF*) or 0 for any;
+// `accepted` runs only if the entry passes every check.
 void replyEntry(BasicFs& fs, fuse_req_t req, const char* op, const Result<Answer>& answer,
-                std::uint32_t expectedType = 0);
+                std::uint32_t expectedType = 0, const EntryAccepted& accepted = {});
 // The same for an entry the host sent earlier, whose host lookup the caller holds.
 void replyWithEntry(BasicFs& fs, fuse_req_t req, const char* op, const msg::Entry& entry,
-                    std::uint32_t expectedType = 0);
+                    std::uint32_t expectedType = 0, const EntryAccepted& accepted = {});
 
 const fuse_lowlevel_ops& basicOperations();
 

@@ -63,12 +63,12 @@ void lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
               replyAbsent();
               return;
             }
-            // Only found names count: a listing answers no missing ones.
-            if (a && a->reply.error == 0 && fs.hostPushesChanges() &&
-                fs.listedDirs().foundOnHost(listing.node)) {
-              fs.invalidator().later([&fs, listing] { listForLookups(fs, listing); });
-            }
-            replyEntry(fs, req, "lookup", a);
+            // Only names found, and believed, count: a listing answers no missing ones.
+            replyEntry(fs, req, "lookup", a, 0, [&fs, &listing](const msg::Entry&) {
+              if (fs.hostPushesChanges() && fs.listedDirs().foundOnHost(listing.node)) {
+                fs.invalidator().later([&fs, listing] { listForLookups(fs, listing); });
+              }
+            });
           });
 }
 

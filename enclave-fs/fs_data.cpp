@@ -240,14 +240,19 @@ void lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info
     return;
   }
   msg::op::Lseek op{static_cast<std::uint64_t>(off), static_cast<std::uint32_t>(whence)};
-  fs.send(fs.request(req, ino, op, nullptr, fi->fh), [&fs, req](Result<Answer> a) {
+  fs.send(fs.request(req, ino, op, nullptr, fi->fh), [&fs, req, op](Result<Answer> a) {
     auto offset = expect<msg::body::Offset>(fs, "lseek", a);
     if (!offset) {
       fuse_reply_err(req, offset.error().value);
       return;
     }
-    if ((*offset)->offset > static_cast<std::uint64_t>(INT64_MAX)) {
-      fuse_reply_err(req, fs.refuse("lseek", "offset out of range"));
+    // The next data or hole is never before where the search starts: an answer that goes
+    // back would make a program walking the extents loop.
+    if ((*offset)->offset > static_cast<std::uint64_t>(INT64_MAX) ||
+        (*offset)->offset < op.offset) {
+      fuse_reply_err(req,
+                     fs.refuse("lseek", "offset " + std::to_string((*offset)->offset) +
+                                            " out of range from " + std::to_string(op.offset)));
       return;
     }
     fuse_reply_lseek(req, static_cast<off_t>((*offset)->offset));

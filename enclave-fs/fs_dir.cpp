@@ -179,11 +179,8 @@ void mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
   BasicFs& fs = BasicFs::of(req);
   fs.mayMake(parent, name);
   fs.send(fs.request(req, parent, msg::op::MakeDir{mode}, name), [&fs, req](Result<Answer> a) {
-    if (a && a->reply.error == 0) {
-      const auto* made = std::get_if<msg::Entry>(&a->reply.body);
-      if (made != nullptr && checkEntryType(*made, S_IFDIR)) fs.completeDirs().madeEmpty(made->node);
-    }
-    replyEntry(fs, req, "mkdir", a, S_IFDIR);
+    replyEntry(fs, req, "mkdir", a, S_IFDIR,
+               [&fs](const msg::Entry& made) { fs.completeDirs().madeEmpty(made.node); });
   });
 }
 

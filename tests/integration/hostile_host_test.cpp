@@ -277,9 +277,12 @@ class FakeHost {
       return conn.reply(id, ok(list));
     }
     if (std::holds_alternative<msg::op::Open>(*op)) {
-      if (r.node == kGoodNode) return conn.reply(id, ok(msg::body::Opened{kGoodHandle}));
-      if (r.node == kLiarNode) return conn.reply(id, ok(msg::body::Opened{kLiarHandle}));
-      return conn.reply(id, error(EACCES));
+      if (r.node != kGoodNode && r.node != kLiarNode) return conn.reply(id, error(EACCES));
+      // With the file's first bytes when asked (a host that pushes changes).
+      const std::string data = r.node == kGoodNode ? kGoodData : std::string(4096, 'x');
+      const std::size_t sent = std::min<std::size_t>(r.openData, data.size());
+      return conn.reply(id, ok(msg::body::Opened{r.node == kGoodNode ? kGoodHandle : kLiarHandle}),
+                        std::as_bytes(std::span(data.data(), sent)));
     }
     if (const auto* rd = std::get_if<msg::op::Read>(op)) {
       std::string data = r.handle == kGoodHandle ? kGoodData : std::string(4096, 'x');
@@ -481,9 +484,9 @@ struct Scene {
   pid_t daemon = -1;
 
   explicit Scene(Misbehaviour misbehave, const std::vector<std::string>& mountArgs = {},
-                 std::vector<std::byte> afterWelcome = {}) {
+                 std::vector<std::byte> afterWelcome = {}, WelcomeEdit editWelcome = {}) {
     ::mkdir((dir / "mnt").c_str(), 0755);
-    host = std::make_unique<FakeHost>(dir / "sock", std::move(misbehave), WelcomeEdit{},
+    host = std::make_unique<FakeHost>(dir / "sock", std::move(misbehave), std::move(editWelcome),
                                       std::move(afterWelcome));
     mount = std::make_unique<Mount>(host->address(), "data", dir / "mnt", mountArgs);
     daemon = mountDaemon(mount->path());
@@ -748,6 +751,34 @@ TEST_CASE("an export welcome with a root of another type or tiny reads and write
     CHECK_MESSAGE(r.output.find(expected) != std::string::npos, r.output);
     CHECK_FALSE(isMountPoint(dir / "mnt"));
   }
+}
+
+TEST_CASE("a notification full of bad directory attributes is refused in one log line") {
+  TempDir logs;
+  const std::string log = logs / "mount.log";
+  Scene scene(
+      [](FakeConn& conn, std::uint64_t id, const msg::Request& r) {
+        if (!isLookup(r, "flood")) return false;
+        msg::Notify notify;
+        msg::Attr none;  // mode 0: no file type
+        notify.dirAttrs.assign(1000, msg::NodeAttr{msg::kRootNode, none});
+        conn.sendRaw(frame(FrameKind::notify, 0, wire::bytesOf(wire::encode(notify))));
+        conn.reply(id, error(ENOENT));
+        return true;
+      },
+      {"--log-file", log}, {}, [](msg::Welcome& w) { w.features |= msg::kFeatureChangeNotify; });
+  checkFails(statOf(scene.m().path(), scene / "flood"), ENOENT);
+  std::ifstream in(log);
+  std::string line;
+  int refusals = 0;
+  while (std::getline(in, line)) {
+    if (line.find("refused the host's attributes") != std::string::npos) {
+      ++refusals;
+      CHECK_MESSAGE(line.find("1000 directories") != std::string::npos, line);
+    }
+  }
+  CHECK(refusals == 1);
+  checkStillServing(scene.m(), scene.daemon);
 }
 
 // ---- bad replies on a sound connection: EIO, and the mount goes on -----------------------------
@@ -1033,8 +1064,9 @@ TEST_CASE("bad replies to statfs, xattr, lseek, create and mkdir give EIO") {
       conn.reply(id, ok(msg::body::Data{}), std::as_bytes(std::span(list.data(), list.size())));
       return true;
     }
-    if (std::holds_alternative<msg::op::Lseek>(r.op)) {
-      conn.reply(id, ok(msg::body::Offset{1ull << 63}));
+    if (const auto* l = std::get_if<msg::op::Lseek>(&r.op)) {
+      // Out of range, or before the offset asked from (a walk over the extents would loop).
+      conn.reply(id, ok(msg::body::Offset{l->offset == 0 ? 1ull << 63 : l->offset - 1}));
       return true;
     }
     if (std::holds_alternative<msg::op::Create>(r.op)) {
@@ -1073,6 +1105,9 @@ TEST_CASE("bad replies to statfs, xattr, lseek, create and mkdir give EIO") {
              EIO);
   checkFails(withFile(mnt, good, O_RDONLY,
                       [](int fd) { return static_cast<long>(::lseek(fd, 0, SEEK_DATA)); }),
+             EIO);
+  checkFails(withFile(mnt, good, O_RDONLY,
+                      [](int fd) { return static_cast<long>(::lseek(fd, 5, SEEK_HOLE)); }),
              EIO);
   const std::string created = scene / "created";
   checkFails(bounded(mnt, [created] {
