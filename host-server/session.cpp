@@ -358,8 +358,14 @@ void Session::HandshakeTimer::arm() {
 }
 
 void Session::HandshakeTimer::disarm() {
-  if (!keepAlive_) return;
-  io_uring_prep_timeout_remove(session_.ring().prepare(&removal_),
+  if (!keepAlive_ || removing_) return;
+  removing_ = true;
+  // The removal's completion names nothing of the session: the timer's own completion
+  // (-ECANCELED) may come first and drop the last reference, which kernels before 5.19
+  // always do (they post it inside the removal) and later ones may, when the timer fired in
+  // the same batch. A removal queued by a session that then ends cannot hit a timer of a
+  // later session built at the same address: it is submitted before that timer is.
+  io_uring_prep_timeout_remove(session_.ring().prepare(nullptr),
                                reinterpret_cast<std::uint64_t>(static_cast<Completion*>(this)), 0);
 }
 

@@ -162,14 +162,10 @@ class Session : public std::enable_shared_from_this<Session>, public ChangeListe
     void complete(int result) override;
 
    private:
-    class Removal : public Completion {
-     public:
-      void complete(int) override {}
-    };
     Session& session_;
     std::shared_ptr<Session> keepAlive_;
     __kernel_timespec timeout_{};
-    Removal removal_;
+    bool removing_ = false;  // a removal is queued; a second would find nothing
   };
 
   struct OutFrame {
