@@ -56,9 +56,9 @@ Co<Outcome> sectorRead(Session& s, const msg::op::SectorRead& op) {
   }
   Bytes data = Bytes::allocate(op.length);
   std::size_t done = 0;
-  while (done < data.size) {
-    std::byte* into = data.data.get() + done;
-    const std::size_t want = data.size - done;
+  while (done < data.size()) {
+    std::byte* into = data.data() + done;
+    const std::size_t want = data.size() - done;
     const std::uint64_t from = *at + done;
     int n = co_await inMemoryOrRing(
         s, [&] { return ::pread(s.image().fd(), into, want, static_cast<off_t>(from)); },
@@ -74,12 +74,12 @@ Co<Outcome> sectorRead(Session& s, const msg::op::SectorRead& op) {
 }
 
 Co<Outcome> sectorWrite(Session& s, const msg::op::SectorWrite& op, Bytes& data) {
-  auto at = imageOffset(s, "sectorWrite", op.offset, data.size);
+  auto at = imageOffset(s, "sectorWrite", op.offset, data.size());
   if (!at) co_return failure(at.error().value);
   std::size_t done = 0;
-  while (done < data.size) {
-    const std::byte* from = data.data.get() + done;
-    const std::size_t want = data.size - done;
+  while (done < data.size()) {
+    const std::byte* from = data.data() + done;
+    const std::size_t want = data.size() - done;
     const std::uint64_t to = *at + done;
     const int flags = op.fua ? RWF_DSYNC : 0;
     int n = co_await inMemoryOrRing(

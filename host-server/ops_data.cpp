@@ -26,10 +26,10 @@ bool writes(std::uint32_t flags) {
 Co<Result<Bytes>> readAt(Session& s, int fd, std::uint64_t offset, std::uint32_t size) {
   Bytes data = Bytes::allocate(size);
   int n = co_await inMemoryOrRing(
-      s, [&] { return ::pread(fd, data.data.get(), size, static_cast<off_t>(offset)); },
-      [&](io_uring_sqe* sqe) { io_uring_prep_read(sqe, fd, data.data.get(), size, offset); });
+      s, [&] { return ::pread(fd, data.data(), size, static_cast<off_t>(offset)); },
+      [&](io_uring_sqe* sqe) { io_uring_prep_read(sqe, fd, data.data(), size, offset); });
   if (n < 0) co_return Errno{-n};
-  data.size = static_cast<std::size_t>(n);
+  data.shrinkTo(static_cast<std::size_t>(n));
   co_return data;
 }
 
@@ -126,9 +126,9 @@ Co<Outcome> write(Session& s, const msg::Request& r, const msg::op::Write& op, B
     if (int err = co_await clearSetIdBits(s, fd); err != 0) co_return failure(err);
   }
   int n = co_await inMemoryOrRing(
-      s, [&] { return ::pwrite(fd, data.data.get(), data.size, static_cast<off_t>(op.offset)); },
+      s, [&] { return ::pwrite(fd, data.data(), data.size(), static_cast<off_t>(op.offset)); },
       [&](io_uring_sqe* sqe) {
-        io_uring_prep_write(sqe, fd, data.data.get(), static_cast<unsigned>(data.size), op.offset);
+        io_uring_prep_write(sqe, fd, data.data(), static_cast<unsigned>(data.size()), op.offset);
       });
   if (n < 0) co_return failure(-n);
   co_return success(msg::body::Written{static_cast<std::uint32_t>(n)});

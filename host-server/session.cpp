@@ -12,6 +12,7 @@
 
 #include "common/hard_limits.h"
 #include "common/log.h"
+#include "common/overloaded.h"
 #include "host-server/operations.h"
 #include "host-server/server.h"
 
@@ -34,8 +35,32 @@ bool answeredEarly(const msg::Op& op) {
 }
 }  // namespace
 
+Bytes Bytes::allocate(std::size_t n) {
+  Bytes bytes;
+  if (n == 0) return bytes;
+  bytes.data_.reset(static_cast<std::byte*>(std::malloc(n)));
+  if (!bytes.data_) throw std::bad_alloc();
+  bytes.size_ = n;
+  return bytes;
+}
+
+void Bytes::shrinkTo(std::size_t n) {
+  if (n >= size_) return;
+  if (n == 0) {
+    data_.reset();
+  } else {
+    auto* smaller = static_cast<std::byte*>(std::realloc(data_.get(), n));
+    if (smaller == nullptr) throw std::bad_alloc();  // the old buffer is still data_'s
+    static_cast<void>(data_.release());
+    data_.reset(smaller);
+  }
+  size_ = n;
+}
+
 std::size_t payloadSize(const Payload& payload) {
-  return std::visit([](const auto& bytes) { return bytes.size; }, payload);
+  return std::visit(Overloaded{[](const Bytes& bytes) { return bytes.size(); },
+                               [](const PipedBytes& piped) { return piped.size; }},
+                    payload);
 }
 
 std::size_t Session::OutFrame::bytes() const {
@@ -308,7 +333,7 @@ void Session::handleRequest(const FrameView& frame) {
   Bytes payload;
   if (!frame.payload.empty()) {
     payload = Bytes::allocate(frame.payload.size());
-    std::memcpy(payload.data.get(), frame.payload.data(), frame.payload.size());
+    std::memcpy(payload.data(), frame.payload.data(), frame.payload.size());
   }
   ++inFlight_;
   serve(frame.header.id, std::move(*request), std::move(payload));
@@ -317,7 +342,7 @@ void Session::handleRequest(const FrameView& frame) {
 Detached Session::serve(std::uint64_t requestId, msg::Request request, Bytes payload) {
   auto self = shared_from_this();
   const auto started = std::chrono::steady_clock::now();
-  const std::size_t payloadBytes = payload.size;
+  const std::size_t payloadBytes = payload.size();
   const bool isWrite = answeredEarly(request.op);
   co_await writeOrder_.turn(isWrite);
   // Two statements: GCC 12 destroys a conditional's coroutine temporaries too early.
@@ -485,7 +510,7 @@ void Session::Send::arm() {
       skip -= piped->size;
     } else {
       const Bytes& payload = std::get<Bytes>(f.payload);
-      add(payload.data.get(), payload.size);
+      add(payload.data(), payload.size());
     }
     auto pad = payloadPadding(static_cast<std::uint32_t>(payloadSize(f.payload)));
     add(pad.data(), pad.size());

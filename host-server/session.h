@@ -15,6 +15,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <deque>
 #include <memory>
 #include <string>
@@ -46,12 +47,30 @@ namespace enclavefs::host {
 class Server;
 
 // Owned bytes: a read's data or a write's payload.
-struct Bytes {
-  std::unique_ptr<std::byte[]> data;
-  std::size_t size = 0;
+//
+// The size is always the allocation's: the cap on queued replies (maxQueuedReplyBytes)
+// counts sizes, so bytes allocated but not counted would let a client that never reads its
+// socket make the host hold memory without bound. A read that fills less than it allocated
+// gives the rest back with shrinkTo().
+class Bytes {
+ public:
+  Bytes() = default;
+  static Bytes allocate(std::size_t n);
 
-  static Bytes allocate(std::size_t n) { return {std::make_unique_for_overwrite<std::byte[]>(n), n}; }
-  std::span<const std::byte> view() const { return {data.get(), size}; }
+  std::byte* data() { return data_.get(); }
+  const std::byte* data() const { return data_.get(); }
+  std::size_t size() const { return size_; }
+  std::span<const std::byte> view() const { return {data_.get(), size_}; }
+  // Keeps the first `n` bytes (n ≤ size()) and frees the rest of the allocation.
+  void shrinkTo(std::size_t n);
+
+ private:
+  struct Free {
+    void operator()(std::byte* p) const { std::free(p); }
+  };
+  // malloc'ed, so that shrinkTo can realloc in place rather than copy.
+  std::unique_ptr<std::byte[], Free> data_;
+  std::size_t size_ = 0;
 };
 
 // What a reply carries after its message: bytes in memory, or a large read's bytes waiting
