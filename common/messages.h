@@ -238,6 +238,9 @@ using Op = std::variant<op::Lookup, op::Forget, op::GetAttr, op::SetAttr, op::Re
                         op::SectorFlush, op::SectorTrim, op::SectorWriteZeroes>;
 
 const char* opName(const Op& op);
+// Whether the operation's frame may carry a payload: write, setxattr and sectorWrite carry
+// their data there. Any other request with one is a protocol fault.
+bool takesPayload(const Op& op);
 // The same by index in Op, and the index of the operation `name` names.
 const char* opName(std::size_t index);
 std::optional<std::size_t> opIndex(std::string_view name);

@@ -325,6 +325,14 @@ void Session::handleRequest(const FrameView& frame) {
     close("protocol fault");
     return;
   }
+  // A payload elsewhere would only be memory the request holds for its life, up to 1 MiB a
+  // request (and a waiting lock request may live as long as the connection).
+  if (!frame.payload.empty() && !msg::takesPayload(request->op)) {
+    log_->warn("client {}: protocol fault in request {}: {} carries a payload of {} bytes", id_,
+               frame.header.id, msg::opName(request->op), frame.payload.size());
+    close("protocol fault");
+    return;
+  }
   // Forgets are one-way: the kernel expects no answer, so neither does the client.
   if (auto* forget = std::get_if<msg::op::Forget>(&request->op)) {
     for (const auto& item : forget->items) nodes_.forget(item.node, item.count);

@@ -969,6 +969,39 @@ TEST_CASE("replies a client leaves unread hold no more memory than the reply cap
   fresh.hello("data");
   CHECK(lookup(fresh, msg::kRootNode, "file").attr.ino == inodeOf(dir / "export/file"));
 }
+TEST_CASE("a payload on a request that takes none is a protocol fault") {
+  Scene scene;
+  const std::string junk(4096, 'j');
+  SUBCASE("write and setxattr carry theirs as before") {
+    RawClient c(scene.server->address());
+    c.hello("data");
+    msg::Entry file = lookup(c, msg::kRootNode, "file");
+    const msg::HandleId h = openHandle(c, file.node, O_RDWR);
+    auto written = c.call(req(file.node, msg::op::Write{0, 0}, "", h), asBytes("INSIDE"));
+    REQUIRE(written.error() == 0);
+    CHECK(std::get<msg::body::Written>(written.reply.body).count == 6);
+    CHECK(c.call(req(file.node, msg::op::SetXattr{0}, "user.x"), asBytes("value")).error() == 0);
+    CHECK(readFile(scene.in("file")) == "INSIDE\n");
+  }
+  for (const auto& [what, request] : std::vector<std::pair<std::string, msg::Request>>{
+           {"getattr", req(msg::kRootNode, msg::op::GetAttr{})},
+           {"lookup", req(msg::kRootNode, msg::op::Lookup{}, "file")},
+           {"read", req(msg::kRootNode, msg::op::Read{0, 100}, "", 1)},
+           {"fsync", req(msg::kRootNode, msg::op::Fsync{false}, "", 1)},
+           {"forget", req(0, msg::op::Forget{{{msg::kRootNode, 1}}})}}) {
+    CAPTURE(what);
+    RawClient c(scene.server->address());
+    c.hello("data");
+    c.sendRequest(7, request, asBytes(junk));
+    int frames = 0;
+    CHECK(c.closedByHost(5s, &frames));
+    CHECK(frames == 0);
+  }
+  RawClient fresh(scene.server->address());
+  fresh.hello("data");
+  CHECK(fresh.call(req(msg::kRootNode, msg::op::GetAttr{})).error() == 0);
+}
+
 // ---- block volumes ---------------------------------------------------------------------------
 
 namespace {
