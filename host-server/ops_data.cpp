@@ -49,7 +49,7 @@ Co<Outcome> open(Session& s, const msg::Request& r, const msg::op::Open& op) {
       [&](io_uring_sqe* sqe) { io_uring_prep_openat(sqe, AT_FDCWD, path.c_str(), flags, 0); }));
   if (fd < 0) co_return failure(-fd);
   UniqueFd opened(fd);
-  if (r.killSetId && (op.flags & O_TRUNC) != 0) {
+  if ((op.flags & O_TRUNC) != 0) {
     if (int err = co_await clearSetIdBits(s, fd); err != 0) co_return failure(err);
   }
   auto file = std::make_shared<OpenFile>(OpenFile{std::move(opened), *node, false, false, {}});
@@ -81,7 +81,7 @@ Co<Outcome> create(Session& s, const msg::Request& r, const msg::op::Create& op)
   if (fd == -EXDEV) co_return failure(EACCES);
   if (fd < 0) co_return failure(-fd);
   UniqueFd opened(fd);
-  if (r.killSetId && (op.flags & O_TRUNC) != 0) {
+  if ((op.flags & O_TRUNC) != 0) {
     if (int err = co_await clearSetIdBits(s, fd); err != 0) co_return failure(err);
   }
   if (auto owned = co_await applyOwnerPolicy(s, **parent, r.name, r.caller); !owned) {
@@ -122,9 +122,7 @@ Co<Outcome> write(Session& s, const msg::Request& r, const msg::op::Write& op, B
   auto file = findHandle(s, r.handle, false);
   if (!file) co_return failure(file.error().value);
   const int fd = (*file)->fd.get();
-  if (r.killSetId) {
-    if (int err = co_await clearSetIdBits(s, fd); err != 0) co_return failure(err);
-  }
+  if (int err = co_await clearSetIdBits(s, fd); err != 0) co_return failure(err);
   int n = co_await inMemoryOrRing(
       s, [&] { return ::pwrite(fd, data.data(), data.size(), static_cast<off_t>(op.offset)); },
       [&](io_uring_sqe* sqe) {
@@ -167,9 +165,7 @@ Co<Outcome> fallocate(Session& s, const msg::Request& r, const msg::op::Fallocat
   auto file = findHandle(s, r.handle, false);
   if (!file) co_return failure(file.error().value);
   const int fd = (*file)->fd.get();
-  if (r.killSetId) {
-    if (int err = co_await clearSetIdBits(s, fd); err != 0) co_return failure(err);
-  }
+  if (int err = co_await clearSetIdBits(s, fd); err != 0) co_return failure(err);
   int rc = co_await inMemoryOrRing(
       s,
       [&] {

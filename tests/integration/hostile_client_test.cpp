@@ -1002,6 +1002,70 @@ TEST_CASE("a payload on a request that takes none is a protocol fault") {
   CHECK(fresh.call(req(msg::kRootNode, msg::op::GetAttr{})).error() == 0);
 }
 
+TEST_CASE("rewriting a set-ID file clears its set-ID bits, whatever the client asks") {
+  // A root server may keep set-ID bits on a write (CAP_FSETID). A client that does not ask
+  // for them to be cleared (killSetId) must still not leave a set-user-ID program with its
+  // contents on the host.
+  Scene scene;
+  RawClient c(scene.server->address());
+  c.hello("data");
+  std::uint32_t bits = 04755;
+  SUBCASE("set-user-ID") {}
+  SUBCASE("set-group-ID, group-executable") {
+    bits = 02775;
+  }
+  SUBCASE("both") {
+    bits = 06775;
+  }
+  CAPTURE(octal(bits));
+  auto prepared = [&](const std::string& name) {
+    writeFile(scene.in(name), "#!/bin/sh\necho host\n");
+    REQUIRE(::chmod(scene.in(name).c_str(), bits) == 0);
+    return lookup(c, msg::kRootNode, name);
+  };
+  auto keptBits = [&](const std::string& name) {
+    return modeOf(scene.in(name)) & (S_ISUID | S_ISGID);
+  };
+  {
+    msg::Entry e = prepared("write");
+    const msg::HandleId h = openHandle(c, e.node, O_WRONLY);
+    REQUIRE(c.call(req(e.node, msg::op::Write{0, 0}, "", h), asBytes("#!/bin/sh\nid\n#")).error() ==
+            0);
+    CHECK_MESSAGE(keptBits("write") == 0, "a write left ",
+                  octal(modeOf(scene.in("write")) & 07777));
+  }
+  {
+    msg::Entry e = prepared("truncate");
+    msg::op::SetAttr truncate;
+    truncate.valid = msg::op::kSize;
+    truncate.size = 3;
+    REQUIRE(c.call(req(e.node, truncate)).error() == 0);
+    CHECK_MESSAGE(keptBits("truncate") == 0, "a truncate left ",
+                  octal(modeOf(scene.in("truncate")) & 07777));
+  }
+  {
+    msg::Entry e = prepared("otrunc");
+    openHandle(c, e.node, O_WRONLY | O_TRUNC);
+    CHECK_MESSAGE(keptBits("otrunc") == 0, "O_TRUNC left ",
+                  octal(modeOf(scene.in("otrunc")) & 07777));
+  }
+  {
+    prepared("create");
+    REQUIRE(
+        c.call(req(msg::kRootNode, msg::op::Create{0755, O_WRONLY | O_TRUNC}, "create")).error() ==
+        0);
+    CHECK_MESSAGE(keptBits("create") == 0, "create with O_TRUNC left ",
+                  octal(modeOf(scene.in("create")) & 07777));
+  }
+  {
+    msg::Entry e = prepared("fallocate");
+    const msg::HandleId h = openHandle(c, e.node, O_WRONLY);
+    REQUIRE(c.call(req(e.node, msg::op::Fallocate{0, 0, 8192}, "", h)).error() == 0);
+    CHECK_MESSAGE(keptBits("fallocate") == 0, "fallocate left ",
+                  octal(modeOf(scene.in("fallocate")) & 07777));
+  }
+}
+
 // ---- block volumes ---------------------------------------------------------------------------
 
 namespace {
