@@ -227,7 +227,9 @@ void Session::handleHello(const FrameView& frame) {
 void Session::acceptExport(const msg::Hello& hello) {
   const Export* exported = server_.exports().find(hello.name);
   if (exported == nullptr) {
-    refuse(ENOENT, "no export named '" + hello.name + "'");
+    // The name is the client's: made printable, so it cannot forge log lines or send terminal
+    // escapes to whoever reads the log.
+    refuse(ENOENT, "no export named '" + printable(hello.name) + "'");
     return;
   }
   if (!exported->allow.allows(peer_)) {
@@ -246,7 +248,7 @@ void Session::acceptExport(const msg::Hello& hello) {
   struct statx st;
   if (!root || ::statx(root.get(), "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS,
                        &st) != 0) {
-    refuse(EIO, "export '" + hello.name + "' is unavailable: " + std::strerror(errno));
+    refuse(EIO, "export '" + exported->name + "' is unavailable: " + std::strerror(errno));
     return;
   }
   export_ = exported;
@@ -283,7 +285,7 @@ void Session::acceptExport(const msg::Hello& hello) {
 void Session::acceptVolume(const msg::Hello& hello) {
   const Volume* volume = server_.volumes().find(hello.name);
   if (volume == nullptr) {
-    refuse(ENOENT, "no volume named '" + hello.name + "'");
+    refuse(ENOENT, "no volume named '" + printable(hello.name) + "'");  // as for an export
     return;
   }
   if (!volume->allow.allows(peer_)) {

@@ -272,6 +272,13 @@ std::uint64_t statusKiB(pid_t pid, const std::string& field) {
   return 0;
 }
 
+// How many of the log's lines contain `text`.
+std::size_t linesWith(const std::string& log, const std::string& text) {
+  std::size_t n = 0;
+  for (const auto& line : linesOf(log)) n += line.find(text) != std::string::npos;
+  return n;
+}
+
 std::span<const std::byte> asBytes(const std::string& s) {
   return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
 }
@@ -1063,6 +1070,26 @@ TEST_CASE("rewriting a set-ID file clears its set-ID bits, whatever the client a
     REQUIRE(c.call(req(e.node, msg::op::Fallocate{0, 0, 8192}, "", h)).error() == 0);
     CHECK_MESSAGE(keptBits("fallocate") == 0, "fallocate left ",
                   octal(modeOf(scene.in("fallocate")) & 07777));
+  }
+}
+
+TEST_CASE("an export name with line breaks and escapes cannot forge lines in the host's log") {
+  Scene scene;
+  const std::string forged =
+      "2026-01-01T00:00:00.000 info [session] client 99 (cid 3) mounted export 'data'";
+  const std::string name = "x'\n" + forged + "\r\x1b[2J";
+  for (msg::MountKind kind : {msg::MountKind::basic, msg::MountKind::block}) {
+    RawClient c(scene.server->address());
+    msg::Welcome refused = c.handshake(name, kind);
+    CHECK(errName(refused.error) == "ENOENT");
+    CHECK(refused.message.find_first_of("\n\r\x1b") == std::string::npos);
+    CHECK(c.closedByHost());
+  }
+  REQUIRE(waitUntil([&] { return linesWith(scene.server->log(), "refused") >= 2; }, 5s));
+  const std::string log = scene.server->log();
+  CHECK(log.find_first_of("\r\x1b") == std::string::npos);
+  for (const auto& line : linesOf(log)) {
+    CHECK_MESSAGE(line.rfind(forged, 0) != 0, "a forged log line: ", line);
   }
 }
 
