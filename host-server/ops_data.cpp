@@ -18,6 +18,12 @@ namespace {
 constexpr std::uint32_t kPassedOpenFlags =
     O_ACCMODE | O_APPEND | O_TRUNC | O_SYNC | O_DSYNC | O_NOATIME;
 
+// An offset or length the host's off_t cannot hold: EINVAL, as lseek gives. Through
+// io_uring an offset of 2^64-1 would otherwise mean "the file's current position".
+bool beyondOffT(std::uint64_t value) {
+  return value > static_cast<std::uint64_t>(INT64_MAX);
+}
+
 bool writes(std::uint32_t flags) {
   return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC) != 0;
 }
@@ -101,7 +107,7 @@ Co<Outcome> create(Session& s, const msg::Request& r, const msg::op::Create& op)
 Co<Outcome> read(Session& s, const msg::Request& r, const msg::op::Read& op) {
   auto file = findHandle(s, r.handle, false);
   if (!file) co_return failure(file.error().value);
-  if (op.size > limits::kMaxIoBytes) co_return failure(EINVAL);
+  if (op.size > limits::kMaxIoBytes || beyondOffT(op.offset)) co_return failure(EINVAL);
   Outcome out = success(msg::body::Data{});
   // The kernel asks for what the file holds (its read-ahead stops at the end), so a large
   // read is a large payload: spliced. An open's first bytes (above) are asked for blindly, and
@@ -121,6 +127,7 @@ Co<Outcome> read(Session& s, const msg::Request& r, const msg::op::Read& op) {
 Co<Outcome> write(Session& s, const msg::Request& r, const msg::op::Write& op, Bytes& data) {
   auto file = findHandle(s, r.handle, false);
   if (!file) co_return failure(file.error().value);
+  if (beyondOffT(op.offset)) co_return failure(EINVAL);
   const int fd = (*file)->fd.get();
   if (int err = co_await clearSetIdBits(s, fd); err != 0) co_return failure(err);
   int n = co_await inMemoryOrRing(
@@ -164,6 +171,7 @@ Co<Outcome> fsync(Session& s, const msg::Request& r, bool datasync) {
 Co<Outcome> fallocate(Session& s, const msg::Request& r, const msg::op::Fallocate& op) {
   auto file = findHandle(s, r.handle, false);
   if (!file) co_return failure(file.error().value);
+  if (beyondOffT(op.offset) || beyondOffT(op.length)) co_return failure(EINVAL);
   const int fd = (*file)->fd.get();
   if (int err = co_await clearSetIdBits(s, fd); err != 0) co_return failure(err);
   int rc = co_await inMemoryOrRing(
@@ -181,7 +189,7 @@ Co<Outcome> lseek(Session& s, const msg::Request& r, const msg::op::Lseek& op) {
   auto file = findHandle(s, r.handle, false);
   if (!file) co_return failure(file.error().value);
   if (op.whence != SEEK_DATA && op.whence != SEEK_HOLE) co_return failure(EINVAL);
-  if (op.offset > static_cast<std::uint64_t>(INT64_MAX)) co_return failure(EINVAL);
+  if (beyondOffT(op.offset)) co_return failure(EINVAL);
   off_t result = 0;
   int err = co_await inMemoryOrPool(s, [&] {
     result = ::lseek((*file)->fd.get(), static_cast<off_t>(op.offset), static_cast<int>(op.whence));

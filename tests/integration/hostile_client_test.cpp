@@ -1093,6 +1093,31 @@ TEST_CASE("an export name with line breaks and escapes cannot forge lines in the
   }
 }
 
+TEST_CASE("read, write and fallocate at offsets past INT64_MAX answer EINVAL, as lseek does") {
+  // Through io_uring an offset of 2^64-1 means "the file's current position".
+  Scene scene;
+  RawClient c(scene.server->address());
+  c.hello("data");
+  msg::Entry file = lookup(c, msg::kRootNode, "file");
+  const msg::HandleId h = openHandle(c, file.node, O_RDWR);
+  for (std::uint64_t offset : {UINT64_MAX, std::uint64_t{1} << 63}) {
+    CAPTURE(offset);
+    for (std::uint32_t size : {100u, 512u * 1024}) {  // copied, and spliced through a pipe
+      auto read = c.call(req(file.node, msg::op::Read{offset, size}, "", h));
+      CHECK(errName(read.error()) == "EINVAL");
+      CHECK(read.payload.empty());
+    }
+    CHECK(errName(
+              c.call(req(file.node, msg::op::Write{offset, 0}, "", h), asBytes("evil")).error()) ==
+          "EINVAL");
+    CHECK(errName(c.call(req(file.node, msg::op::Fallocate{0, offset, 4096}, "", h)).error()) ==
+          "EINVAL");
+    CHECK(errName(c.call(req(file.node, msg::op::Fallocate{0, 0, offset}, "", h)).error()) ==
+          "EINVAL");
+  }
+  CHECK(readFile(scene.in("file")) == "inside\n");
+}
+
 // ---- block volumes ---------------------------------------------------------------------------
 
 namespace {
