@@ -19,7 +19,8 @@
 namespace enclavefs::host {
 namespace {
 
-// EINVAL for a range the client should never send; the log says which rule it broke.
+// EINVAL for a range the client should never send; the log says which rule the
+// connection's first such range broke (Session::noteInvalidRange).
 Result<std::uint64_t> imageOffset(Session& s, const char* op, std::uint64_t offset,
                                   std::uint64_t length) {
   const VolumeHeader& volume = s.image().header();
@@ -32,7 +33,10 @@ Result<std::uint64_t> imageOffset(Session& s, const char* op, std::uint64_t offs
     broken = "ends past the end of the volume";
   }
   if (broken != nullptr) {
-    s.log().warn("client {}: {} of {} bytes at {} {}", s.id(), op, length, offset, broken);
+    if (s.noteInvalidRange()) {
+      s.log().warn("client {}: {} of {} bytes at {} {} (further invalid ranges are only counted)",
+                   s.id(), op, length, offset, broken);
+    }
     return Errno{EINVAL};
   }
   return volume.dataOffset + offset;

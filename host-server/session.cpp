@@ -81,6 +81,8 @@ Session::Session(Server& server, UniqueFd socket, Peer peer, std::uint64_t id)
 
 Session::~Session() {
   log_->info("client {} ({}) disconnected", id_, peer_.describe());
+  if (invalidRanges_ > 1)
+    log_->warn("client {} sent {} invalid sector ranges", id_, invalidRanges_);
   if (volume_ != nullptr) log_->info("client {} released volume '{}'", id_, volume_->name);
   server_.changes().unwatchSession(id_);
   if (usage_) --usage_->connections;

@@ -143,6 +143,11 @@ class Session : public std::enable_shared_from_this<Session>, public ChangeListe
   std::uint64_t pushedInodes() const { return pushedInodes_; }
   std::size_t lockOwners() const { return nodes_.lockOwners(); }
 
+  // A block request named an invalid sector range. True for the connection's first, the
+  // only one logged: the count is logged when the connection ends, so a client cannot fill
+  // the host's disk through its log.
+  bool noteInvalidRange() { return ++invalidRanges_ == 1; }
+
  private:
   class Receive : public Completion {
    public:
@@ -243,6 +248,7 @@ class Session : public std::enable_shared_from_this<Session>, public ChangeListe
   bool everythingChanged_ = false;
   std::uint64_t pushedEntries_ = 0;
   std::uint64_t pushedInodes_ = 0;
+  std::uint64_t invalidRanges_ = 0;  // sector ranges refused (noteInvalidRange)
 
   PipePool pipes_;  // outlives the frames whose payloads wait in its pipes
   std::deque<OutFrame> out_;

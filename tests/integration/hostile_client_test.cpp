@@ -170,6 +170,9 @@ class RawClient {
     return *welcome;
   }
 
+  // Closes the connection from this side.
+  void closeNow() { fd_.reset(); }
+
   msg::Welcome hello(const std::string& name, msg::MountKind kind = msg::MountKind::basic) {
     msg::Welcome welcome = handshake(name, kind);
     REQUIRE_MESSAGE(welcome.error == 0, "handshake refused: ", welcome.message);
@@ -1118,6 +1121,22 @@ TEST_CASE("read, write and fallocate at offsets past INT64_MAX answer EINVAL, as
   CHECK(readFile(scene.in("file")) == "inside\n");
 }
 
+TEST_CASE("connections refused for want of room are logged as a count, not one line each") {
+  TempDir dir;
+  ::mkdir((dir / "export").c_str(), 0755);
+  HostServer server(dir / "sock", {"--export", "data=" + (dir / "export"), "--max-clients", "1"});
+  RawClient holder(server.address());
+  holder.hello("data");
+  for (int i = 0; i < 200; ++i) {
+    RawClient refused(server.address());
+    CHECK(refused.closedByHost());
+  }
+  CHECK(holder.call(req(msg::kRootNode, msg::op::GetAttr{})).error() == 0);
+  const std::size_t lines = linesWith(server.log(), "refusing");
+  CHECK(lines >= 1);
+  CHECK(lines <= 3);
+}
+
 // ---- block volumes ---------------------------------------------------------------------------
 
 namespace {
@@ -1248,4 +1267,37 @@ TEST_CASE("a held volume is refused to a second client, naming the holder, until
     if (!taken) std::this_thread::sleep_for(20ms);
   }
   CHECK(taken);
+}
+
+TEST_CASE("a flood of invalid sector ranges is logged once per connection, with a count") {
+  VolumeScene scene;
+  RawClient c(scene.server->address());
+  c.hello("db", msg::MountKind::block);
+  constexpr int kCount = 1000;
+  std::vector<std::byte> requests;
+  for (int i = 0; i < kCount; ++i) {
+    auto frame = RawClient::requestBytes(i + 1, sector(msg::op::SectorRead{1, 4096}));
+    requests.insert(requests.end(), frame.begin(), frame.end());
+  }
+  std::thread sender([&] { c.sendRaw(requests); });
+  int invalid = 0;
+  for (int i = 0; i < kCount; ++i) {
+    RawClient::Frame f;
+    if (c.receive(f, 10s) != RawClient::Got::frame) break;
+    invalid += RawClient::decode(f).error() == EINVAL;
+  }
+  sender.join();
+  CHECK(invalid == kCount);
+  CHECK(c.call(sector(msg::op::SectorRead{0, 4096})).error() == 0);
+  const std::size_t whileConnected = linesWith(scene.server->log(), "sectorRead");
+  CHECK(whileConnected >= 1);
+  CHECK(whileConnected <= 2);
+  // The count comes when the client leaves.
+  c.closeNow();
+  CHECK(waitUntil(
+      [&] {
+        return scene.server->log().find(std::to_string(kCount) + " invalid") != std::string::npos;
+      },
+      5s));
+  CHECK(linesWith(scene.server->log(), "sector") <= 3);
 }
