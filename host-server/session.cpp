@@ -195,8 +195,9 @@ void Session::handleFrame(const FrameView& frame) {
   handleRequest(frame);
 }
 
-void Session::refuse(int error, const std::string& message) {
-  log_->warn("client {} ({}) refused: {}", id_, peer_.describe(), message);
+void Session::refuse(int error, const std::string& message, const std::string& hostOnly) {
+  log_->warn("client {} ({}) refused: {}{}", id_, peer_.describe(), message,
+             hostOnly.empty() ? "" : ": " + hostOnly);
   server_.noteRefusedHandshake();
   msg::Welcome welcome;
   welcome.error = error;
@@ -294,14 +295,22 @@ void Session::acceptVolume(const msg::Hello& hello) {
     refuse(EACCES, "peer " + peer_.describe() + " may not mount volume '" + volume->name + "'");
     return;
   }
+  // Where the image lies on the host is the operator's business, not the client's: errors
+  // that name its path go to the log only.
   auto image = VolumeFile::open(volume->path, true);
   if (!image) {
-    refuse(EIO, "volume '" + volume->name + "' is unavailable: " + image.error());
+    refuse(EIO, "volume '" + volume->name + "' is unavailable", image.error());
     return;
   }
   Lease lease{peer_, ::time(nullptr), static_cast<std::uint32_t>(::getpid()), id_};
   if (auto held = image->acquire(lease, "volume " + volume->name); !held) {
-    refuse(EBUSY, held.error());
+    // "volume NAME is in use by …" is for the client; a failure to lock or to write the
+    // lease names the image.
+    if (held.error().find(volume->path) == std::string::npos) {
+      refuse(EBUSY, held.error());
+    } else {
+      refuse(EBUSY, "volume '" + volume->name + "' cannot be leased", held.error());
+    }
     return;
   }
   volume_ = volume;

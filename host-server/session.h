@@ -210,7 +210,9 @@ class Session : public std::enable_shared_from_this<Session>, public ChangeListe
   bool established() const { return export_ != nullptr || volume_ != nullptr; }
   void handleRequest(const FrameView& frame);
   Detached serve(std::uint64_t requestId, msg::Request request, Bytes payload);
-  void refuse(int error, const std::string& message);
+  // Answers the hello with `error` and `message`, and logs both; `hostOnly` is logged after
+  // them but never sent (what the client may not learn, such as a host path).
+  void refuse(int error, const std::string& message, const std::string& hostOnly = {});
 
   void enqueue(FrameKind kind, std::uint64_t id, wire::Words message, Payload payload);
   void operationDone();

@@ -1301,3 +1301,16 @@ TEST_CASE("a flood of invalid sector ranges is logged once per connection, with 
       5s));
   CHECK(linesWith(scene.server->log(), "sector") <= 3);
 }
+TEST_CASE(
+    "a volume the host cannot open is refused without telling the client where its image lies") {
+  VolumeScene scene;
+  REQUIRE(::rename(scene.image.c_str(), (scene.image + ".moved").c_str()) == 0);
+  RawClient c(scene.server->address());
+  msg::Welcome refused = c.handshake("db", msg::MountKind::block);
+  CHECK(errName(refused.error) == "EIO");
+  CHECK_MESSAGE(refused.message.find(scene.dir.path()) == std::string::npos, refused.message);
+  CHECK_MESSAGE(refused.message.find("db.img") == std::string::npos, refused.message);
+  CHECK(refused.message.find("volume 'db'") != std::string::npos);
+  // The operator still learns which file it was.
+  CHECK(waitUntil([&] { return scene.server->log().find(scene.image) != std::string::npos; }, 5s));
+}
