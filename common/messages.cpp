@@ -17,6 +17,11 @@ const char* opName(const Op& op) { return kNames[op.index()]; }
 
 const char* opName(std::size_t index) { return index < std::size(kNames) ? kNames[index] : "?"; }
 
+bool takesPayload(const Op& op) {
+  return std::holds_alternative<op::Write>(op) || std::holds_alternative<op::SetXattr>(op) ||
+         std::holds_alternative<op::SectorWrite>(op);
+}
+
 std::optional<std::size_t> opIndex(std::string_view name) {
   for (std::size_t i = 0; i < std::size(kNames); ++i) {
     if (name == kNames[i]) return i;

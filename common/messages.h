@@ -23,8 +23,9 @@ constexpr std::uint64_t kFeatureChangeNotify = 1u << 0;
 // Ordered writes: the host starts each request only after every write the client sent
 // before it has finished, so the client may answer a write before the host does.
 constexpr std::uint64_t kFeatureOrderedWrites = 1u << 1;
-// Set-ID clearing: the host clears a file's set-ID bits when a request asks
-// (Request.killSetId), so the client may leave them to it.
+// Set-ID clearing: the host clears a file's set-ID bits before every write, truncate,
+// O_TRUNC open and fallocate, so the client may leave them to it. (Hosts before that
+// cleared them only where Request.killSetId asked.)
 constexpr std::uint64_t kFeatureClearsSetId = 1u << 2;
 
 // The export's root is node 1 on every connection, as it is for the FUSE kernel module.
@@ -238,6 +239,9 @@ using Op = std::variant<op::Lookup, op::Forget, op::GetAttr, op::SetAttr, op::Re
                         op::SectorFlush, op::SectorTrim, op::SectorWriteZeroes>;
 
 const char* opName(const Op& op);
+// Whether the operation's frame may carry a payload: write, setxattr and sectorWrite carry
+// their data there. Any other request with one is a protocol fault.
+bool takesPayload(const Op& op);
 // The same by index in Op, and the index of the operation `name` names.
 const char* opName(std::size_t index);
 std::optional<std::size_t> opIndex(std::string_view name);
@@ -251,7 +255,9 @@ struct Request {
   std::uint64_t lockOwner = 0;  // flush: whose POSIX locks the close drops
   std::uint32_t openData = 0;   // open: how many leading file bytes to send with the reply
   bool noAtime = false;         // opendir: leave the directory's access time alone
-  bool killSetId = false;       // clear the file's set-ID bits first (write, truncate, O_TRUNC)
+  // The caller lacks CAP_FSETID (write, truncate, O_TRUNC): asked older hosts to clear the
+  // file's set-ID bits first. This host ignores it and always clears them.
+  bool killSetId = false;
 };
 
 // Reply bodies.

@@ -20,6 +20,14 @@ namespace {
 
 constexpr int kStatFlags = AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW;
 
+// The bits clearSetIdBits clears from a file of `mode`.
+std::uint32_t setIdBitsToClear(std::uint32_t mode) {
+  if (!S_ISREG(mode)) return 0;
+  std::uint32_t clear = mode & S_ISUID;
+  if ((mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP)) clear |= S_ISGID;
+  return clear;
+}
+
 // Operations that change the export, refused with EROFS on a read-only export. Open is
 // decided by its access mode in ops::open.
 bool modifies(const msg::Op& op) {
@@ -303,12 +311,19 @@ std::uint32_t sanitizeMode(std::uint32_t mode) {
 }
 
 Co<int> clearSetIdBits(Session& s, int fd) {
+  // Every write comes here, and hardly any file has these bits: first a look at the mode the
+  // host kernel holds in memory, which waits for no device (so it is made inline, as
+  // directoryAttrs does). On a local file system that is the file's mode; on a network one
+  // it is as fresh as the attribute cache.
+  struct statx cached;
+  if (::statx(fd, "", kStatFlags | AT_STATX_DONT_SYNC, STATX_TYPE | STATX_MODE, &cached) == 0 &&
+      setIdBitsToClear(cached.stx_mode) == 0) {
+    co_return 0;
+  }
   auto st = co_await statNode(s, fd);
   if (!st) co_return st.error().value;
   const std::uint32_t mode = st->stx_mode;
-  if (!S_ISREG(mode)) co_return 0;
-  std::uint32_t clear = mode & S_ISUID;
-  if ((mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP)) clear |= S_ISGID;
+  const std::uint32_t clear = setIdBitsToClear(mode);
   if (clear == 0) co_return 0;
   const std::string path = procPath(fd);
   co_return co_await inMemoryOrPool(s, [&] {

@@ -159,8 +159,10 @@ std::uint32_t sanitizeMode(std::uint32_t mode);
 
 // Clears the set-user-ID bit of the regular file `fd` refers to, and its set-group-ID bit
 // when the group may execute it: what a write or truncate by a process without CAP_FSETID
-// does (Request.killSetId, as FUSE_HANDLE_KILLPRIV_V2 asks of a FUSE server). Judged by the
-// file as it is on the host; yields an errno (or 0).
+// does. Made before every write, truncate, O_TRUNC open and fallocate, whoever the enclave's
+// caller was: a root server has CAP_FSETID, so the kernel would keep the bits, and the
+// enclave is not trusted to say when they may stay (Request.killSetId is ignored). Judged by
+// the file as it is on the host; yields an errno (or 0).
 Co<int> clearSetIdBits(Session& s, int fd);
 
 }  // namespace enclavefs::host

@@ -91,7 +91,7 @@ Co<Outcome> setattr(Session& s, const msg::Request& r, const msg::op::SetAttr& o
     if ((*handle)->node != *node) co_return failure(EBADF);
     file = *handle;
   }
-  if (r.killSetId && (op.valid & msg::op::kSize) != 0) {
+  if ((op.valid & msg::op::kSize) != 0) {
     if (int err = co_await clearSetIdBits(s, (*node)->fd.get()); err != 0) co_return failure(err);
   }
   // On the pool even for a memory file system: a truncate waits for a host lease to break.

@@ -19,7 +19,8 @@
 namespace enclavefs::host {
 namespace {
 
-// EINVAL for a range the client should never send; the log says which rule it broke.
+// EINVAL for a range the client should never send; the log says which rule the
+// connection's first such range broke (Session::noteInvalidRange).
 Result<std::uint64_t> imageOffset(Session& s, const char* op, std::uint64_t offset,
                                   std::uint64_t length) {
   const VolumeHeader& volume = s.image().header();
@@ -32,7 +33,10 @@ Result<std::uint64_t> imageOffset(Session& s, const char* op, std::uint64_t offs
     broken = "ends past the end of the volume";
   }
   if (broken != nullptr) {
-    s.log().warn("client {}: {} of {} bytes at {} {}", s.id(), op, length, offset, broken);
+    if (s.noteInvalidRange()) {
+      s.log().warn("client {}: {} of {} bytes at {} {} (further invalid ranges are only counted)",
+                   s.id(), op, length, offset, broken);
+    }
     return Errno{EINVAL};
   }
   return volume.dataOffset + offset;
@@ -56,9 +60,9 @@ Co<Outcome> sectorRead(Session& s, const msg::op::SectorRead& op) {
   }
   Bytes data = Bytes::allocate(op.length);
   std::size_t done = 0;
-  while (done < data.size) {
-    std::byte* into = data.data.get() + done;
-    const std::size_t want = data.size - done;
+  while (done < data.size()) {
+    std::byte* into = data.data() + done;
+    const std::size_t want = data.size() - done;
     const std::uint64_t from = *at + done;
     int n = co_await inMemoryOrRing(
         s, [&] { return ::pread(s.image().fd(), into, want, static_cast<off_t>(from)); },
@@ -74,12 +78,12 @@ Co<Outcome> sectorRead(Session& s, const msg::op::SectorRead& op) {
 }
 
 Co<Outcome> sectorWrite(Session& s, const msg::op::SectorWrite& op, Bytes& data) {
-  auto at = imageOffset(s, "sectorWrite", op.offset, data.size);
+  auto at = imageOffset(s, "sectorWrite", op.offset, data.size());
   if (!at) co_return failure(at.error().value);
   std::size_t done = 0;
-  while (done < data.size) {
-    const std::byte* from = data.data.get() + done;
-    const std::size_t want = data.size - done;
+  while (done < data.size()) {
+    const std::byte* from = data.data() + done;
+    const std::size_t want = data.size() - done;
     const std::uint64_t to = *at + done;
     const int flags = op.fua ? RWF_DSYNC : 0;
     int n = co_await inMemoryOrRing(

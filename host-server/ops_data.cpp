@@ -18,6 +18,12 @@ namespace {
 constexpr std::uint32_t kPassedOpenFlags =
     O_ACCMODE | O_APPEND | O_TRUNC | O_SYNC | O_DSYNC | O_NOATIME;
 
+// An offset or length the host's off_t cannot hold: EINVAL, as lseek gives. Through
+// io_uring an offset of 2^64-1 would otherwise mean "the file's current position".
+bool beyondOffT(std::uint64_t value) {
+  return value > static_cast<std::uint64_t>(INT64_MAX);
+}
+
 bool writes(std::uint32_t flags) {
   return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC) != 0;
 }
@@ -26,10 +32,10 @@ bool writes(std::uint32_t flags) {
 Co<Result<Bytes>> readAt(Session& s, int fd, std::uint64_t offset, std::uint32_t size) {
   Bytes data = Bytes::allocate(size);
   int n = co_await inMemoryOrRing(
-      s, [&] { return ::pread(fd, data.data.get(), size, static_cast<off_t>(offset)); },
-      [&](io_uring_sqe* sqe) { io_uring_prep_read(sqe, fd, data.data.get(), size, offset); });
+      s, [&] { return ::pread(fd, data.data(), size, static_cast<off_t>(offset)); },
+      [&](io_uring_sqe* sqe) { io_uring_prep_read(sqe, fd, data.data(), size, offset); });
   if (n < 0) co_return Errno{-n};
-  data.size = static_cast<std::size_t>(n);
+  data.shrinkTo(static_cast<std::size_t>(n));
   co_return data;
 }
 
@@ -49,7 +55,7 @@ Co<Outcome> open(Session& s, const msg::Request& r, const msg::op::Open& op) {
       [&](io_uring_sqe* sqe) { io_uring_prep_openat(sqe, AT_FDCWD, path.c_str(), flags, 0); }));
   if (fd < 0) co_return failure(-fd);
   UniqueFd opened(fd);
-  if (r.killSetId && (op.flags & O_TRUNC) != 0) {
+  if ((op.flags & O_TRUNC) != 0) {
     if (int err = co_await clearSetIdBits(s, fd); err != 0) co_return failure(err);
   }
   auto file = std::make_shared<OpenFile>(OpenFile{std::move(opened), *node, false, false, {}});
@@ -81,7 +87,7 @@ Co<Outcome> create(Session& s, const msg::Request& r, const msg::op::Create& op)
   if (fd == -EXDEV) co_return failure(EACCES);
   if (fd < 0) co_return failure(-fd);
   UniqueFd opened(fd);
-  if (r.killSetId && (op.flags & O_TRUNC) != 0) {
+  if ((op.flags & O_TRUNC) != 0) {
     if (int err = co_await clearSetIdBits(s, fd); err != 0) co_return failure(err);
   }
   if (auto owned = co_await applyOwnerPolicy(s, **parent, r.name, r.caller); !owned) {
@@ -101,7 +107,7 @@ Co<Outcome> create(Session& s, const msg::Request& r, const msg::op::Create& op)
 Co<Outcome> read(Session& s, const msg::Request& r, const msg::op::Read& op) {
   auto file = findHandle(s, r.handle, false);
   if (!file) co_return failure(file.error().value);
-  if (op.size > limits::kMaxIoBytes) co_return failure(EINVAL);
+  if (op.size > limits::kMaxIoBytes || beyondOffT(op.offset)) co_return failure(EINVAL);
   Outcome out = success(msg::body::Data{});
   // The kernel asks for what the file holds (its read-ahead stops at the end), so a large
   // read is a large payload: spliced. An open's first bytes (above) are asked for blindly, and
@@ -121,14 +127,13 @@ Co<Outcome> read(Session& s, const msg::Request& r, const msg::op::Read& op) {
 Co<Outcome> write(Session& s, const msg::Request& r, const msg::op::Write& op, Bytes& data) {
   auto file = findHandle(s, r.handle, false);
   if (!file) co_return failure(file.error().value);
+  if (beyondOffT(op.offset)) co_return failure(EINVAL);
   const int fd = (*file)->fd.get();
-  if (r.killSetId) {
-    if (int err = co_await clearSetIdBits(s, fd); err != 0) co_return failure(err);
-  }
+  if (int err = co_await clearSetIdBits(s, fd); err != 0) co_return failure(err);
   int n = co_await inMemoryOrRing(
-      s, [&] { return ::pwrite(fd, data.data.get(), data.size, static_cast<off_t>(op.offset)); },
+      s, [&] { return ::pwrite(fd, data.data(), data.size(), static_cast<off_t>(op.offset)); },
       [&](io_uring_sqe* sqe) {
-        io_uring_prep_write(sqe, fd, data.data.get(), static_cast<unsigned>(data.size), op.offset);
+        io_uring_prep_write(sqe, fd, data.data(), static_cast<unsigned>(data.size()), op.offset);
       });
   if (n < 0) co_return failure(-n);
   co_return success(msg::body::Written{static_cast<std::uint32_t>(n)});
@@ -166,10 +171,9 @@ Co<Outcome> fsync(Session& s, const msg::Request& r, bool datasync) {
 Co<Outcome> fallocate(Session& s, const msg::Request& r, const msg::op::Fallocate& op) {
   auto file = findHandle(s, r.handle, false);
   if (!file) co_return failure(file.error().value);
+  if (beyondOffT(op.offset) || beyondOffT(op.length)) co_return failure(EINVAL);
   const int fd = (*file)->fd.get();
-  if (r.killSetId) {
-    if (int err = co_await clearSetIdBits(s, fd); err != 0) co_return failure(err);
-  }
+  if (int err = co_await clearSetIdBits(s, fd); err != 0) co_return failure(err);
   int rc = co_await inMemoryOrRing(
       s,
       [&] {
@@ -185,7 +189,7 @@ Co<Outcome> lseek(Session& s, const msg::Request& r, const msg::op::Lseek& op) {
   auto file = findHandle(s, r.handle, false);
   if (!file) co_return failure(file.error().value);
   if (op.whence != SEEK_DATA && op.whence != SEEK_HOLE) co_return failure(EINVAL);
-  if (op.offset > static_cast<std::uint64_t>(INT64_MAX)) co_return failure(EINVAL);
+  if (beyondOffT(op.offset)) co_return failure(EINVAL);
   off_t result = 0;
   int err = co_await inMemoryOrPool(s, [&] {
     result = ::lseek((*file)->fd.get(), static_cast<off_t>(op.offset), static_cast<int>(op.whence));

@@ -32,13 +32,13 @@ Co<Outcome> setxattr(Session& s, const msg::Request& r, const msg::op::SetXattr&
   if (!node) co_return failure(node.error().value);
   if (r.name.empty()) co_return failure(EINVAL);
   if (!clientMayChange(r.name)) co_return failure(EPERM);
-  if (value.size > limits::kMaxXattrValueBytes) co_return failure(E2BIG);
+  if (value.size() > limits::kMaxXattrValueBytes) co_return failure(E2BIG);
   if ((op.flags & ~static_cast<std::uint32_t>(XATTR_CREATE | XATTR_REPLACE)) != 0) {
     co_return failure(EINVAL);
   }
   const std::string path = procPath((*node)->fd.get());
   int err = co_await inMemoryOrPool(s, [&] {
-    return ::setxattr(path.c_str(), r.name.c_str(), value.data.get(), value.size,
+    return ::setxattr(path.c_str(), r.name.c_str(), value.data(), value.size(),
                       static_cast<int>(op.flags)) == 0
                ? 0
                : errno;
@@ -56,12 +56,12 @@ Co<Outcome> getxattr(Session& s, const msg::Request& r, const msg::op::GetXattr&
   const std::string path = procPath((*node)->fd.get());
   ssize_t n = 0;
   int err = co_await inMemoryOrPool(s, [&] {
-    n = ::getxattr(path.c_str(), r.name.c_str(), value.data.get(), size);
+    n = ::getxattr(path.c_str(), r.name.c_str(), value.data(), size);
     return n < 0 ? errno : 0;
   });
   if (err != 0) co_return failure(err);
   if (op.size == 0) co_return success(msg::body::Size{static_cast<std::uint32_t>(n)});
-  value.size = static_cast<std::size_t>(n);
+  value.shrinkTo(static_cast<std::size_t>(n));
   Outcome out = success(msg::body::Data{});
   out.payload = std::move(value);
   co_return out;
@@ -78,12 +78,12 @@ Co<Outcome> listxattr(Session& s, const msg::Request& r, const msg::op::ListXatt
   const std::string path = procPath((*node)->fd.get());
   ssize_t n = 0;
   int err = co_await inMemoryOrPool(s, [&] {
-    n = ::listxattr(path.c_str(), reinterpret_cast<char*>(names.data.get()), size);
+    n = ::listxattr(path.c_str(), reinterpret_cast<char*>(names.data()), size);
     return n < 0 ? errno : 0;
   });
   if (err != 0) co_return failure(err);
   if (op.size == 0) co_return success(msg::body::Size{static_cast<std::uint32_t>(n)});
-  names.size = static_cast<std::size_t>(n);
+  names.shrinkTo(static_cast<std::size_t>(n));
   Outcome out = success(msg::body::Data{});
   out.payload = std::move(names);
   co_return out;

@@ -11,6 +11,9 @@
 #include "common/log.h"
 
 namespace enclavefs::host {
+namespace {
+constexpr std::chrono::seconds kRefusalLogInterval{10};
+}  // namespace
 
 Server::Server(Ring& ring, BlockingPool& pool, const ExportTable& exports,
                const VolumeTable& volumes, SessionLimits limits, UniqueFd listener,
@@ -95,8 +98,19 @@ void Server::accepted(UniqueFd socket, const sockaddr_storage& peerAddress) {
     }
   }
   if (sessions_.size() >= limits_.maxClients) {
-    logger("hostd")->warn("refusing a client ({}): {} clients are connected already",
-                          peer.describe(), sessions_.size());
+    const auto now = std::chrono::steady_clock::now();
+    if (refusalLogged_ && now - *refusalLogged_ < kRefusalLogInterval) {
+      ++refusalsNotLogged_;
+      return;  // `socket` closes
+    }
+    const std::string more =
+        refusalsNotLogged_ == 0
+            ? ""
+            : " (and " + std::to_string(refusalsNotLogged_) + " more since the last such line)";
+    logger("hostd")->warn("refusing a client ({}): {} clients are connected already{}",
+                          peer.describe(), sessions_.size(), more);
+    refusalLogged_ = now;
+    refusalsNotLogged_ = 0;
     return;  // `socket` closes
   }
   ++connectionsAccepted_;

@@ -3,9 +3,11 @@
 
 #include <sys/socket.h>
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -113,6 +115,11 @@ class Server {
   RequestStats totals_;
   std::chrono::system_clock::time_point startedAt_ = std::chrono::system_clock::now();
   std::uint64_t connectionsAccepted_ = 0;
+  // Connections refused for want of room are logged at most once per interval, with the
+  // number refused since the last line: a peer that keeps connecting cannot fill the host's
+  // disk through its log.
+  std::optional<std::chrono::steady_clock::time_point> refusalLogged_;
+  std::uint64_t refusalsNotLogged_ = 0;
   std::uint64_t handshakesRefused_ = 0;
   std::vector<Tracer*> tracers_;
 };

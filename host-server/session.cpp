@@ -12,6 +12,7 @@
 
 #include "common/hard_limits.h"
 #include "common/log.h"
+#include "common/overloaded.h"
 #include "host-server/operations.h"
 #include "host-server/server.h"
 
@@ -34,8 +35,32 @@ bool answeredEarly(const msg::Op& op) {
 }
 }  // namespace
 
+Bytes Bytes::allocate(std::size_t n) {
+  Bytes bytes;
+  if (n == 0) return bytes;
+  bytes.data_.reset(static_cast<std::byte*>(std::malloc(n)));
+  if (!bytes.data_) throw std::bad_alloc();
+  bytes.size_ = n;
+  return bytes;
+}
+
+void Bytes::shrinkTo(std::size_t n) {
+  if (n >= size_) return;
+  if (n == 0) {
+    data_.reset();
+  } else {
+    auto* smaller = static_cast<std::byte*>(std::realloc(data_.get(), n));
+    if (smaller == nullptr) throw std::bad_alloc();  // the old buffer is still data_'s
+    static_cast<void>(data_.release());
+    data_.reset(smaller);
+  }
+  size_ = n;
+}
+
 std::size_t payloadSize(const Payload& payload) {
-  return std::visit([](const auto& bytes) { return bytes.size; }, payload);
+  return std::visit(Overloaded{[](const Bytes& bytes) { return bytes.size(); },
+                               [](const PipedBytes& piped) { return piped.size; }},
+                    payload);
 }
 
 std::size_t Session::OutFrame::bytes() const {
@@ -56,6 +81,8 @@ Session::Session(Server& server, UniqueFd socket, Peer peer, std::uint64_t id)
 
 Session::~Session() {
   log_->info("client {} ({}) disconnected", id_, peer_.describe());
+  if (invalidRanges_ > 1)
+    log_->warn("client {} sent {} invalid sector ranges", id_, invalidRanges_);
   if (volume_ != nullptr) log_->info("client {} released volume '{}'", id_, volume_->name);
   server_.changes().unwatchSession(id_);
   if (usage_) --usage_->connections;
@@ -168,8 +195,9 @@ void Session::handleFrame(const FrameView& frame) {
   handleRequest(frame);
 }
 
-void Session::refuse(int error, const std::string& message) {
-  log_->warn("client {} ({}) refused: {}", id_, peer_.describe(), message);
+void Session::refuse(int error, const std::string& message, const std::string& hostOnly) {
+  log_->warn("client {} ({}) refused: {}{}", id_, peer_.describe(), message,
+             hostOnly.empty() ? "" : ": " + hostOnly);
   server_.noteRefusedHandshake();
   msg::Welcome welcome;
   welcome.error = error;
@@ -202,7 +230,9 @@ void Session::handleHello(const FrameView& frame) {
 void Session::acceptExport(const msg::Hello& hello) {
   const Export* exported = server_.exports().find(hello.name);
   if (exported == nullptr) {
-    refuse(ENOENT, "no export named '" + hello.name + "'");
+    // The name is the client's: made printable, so it cannot forge log lines or send terminal
+    // escapes to whoever reads the log.
+    refuse(ENOENT, "no export named '" + printable(hello.name) + "'");
     return;
   }
   if (!exported->allow.allows(peer_)) {
@@ -221,7 +251,7 @@ void Session::acceptExport(const msg::Hello& hello) {
   struct statx st;
   if (!root || ::statx(root.get(), "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS,
                        &st) != 0) {
-    refuse(EIO, "export '" + hello.name + "' is unavailable: " + std::strerror(errno));
+    refuse(EIO, "export '" + exported->name + "' is unavailable: " + std::strerror(errno));
     return;
   }
   export_ = exported;
@@ -258,21 +288,29 @@ void Session::acceptExport(const msg::Hello& hello) {
 void Session::acceptVolume(const msg::Hello& hello) {
   const Volume* volume = server_.volumes().find(hello.name);
   if (volume == nullptr) {
-    refuse(ENOENT, "no volume named '" + hello.name + "'");
+    refuse(ENOENT, "no volume named '" + printable(hello.name) + "'");  // as for an export
     return;
   }
   if (!volume->allow.allows(peer_)) {
     refuse(EACCES, "peer " + peer_.describe() + " may not mount volume '" + volume->name + "'");
     return;
   }
+  // Where the image lies on the host is the operator's business, not the client's: errors
+  // that name its path go to the log only.
   auto image = VolumeFile::open(volume->path, true);
   if (!image) {
-    refuse(EIO, "volume '" + volume->name + "' is unavailable: " + image.error());
+    refuse(EIO, "volume '" + volume->name + "' is unavailable", image.error());
     return;
   }
   Lease lease{peer_, ::time(nullptr), static_cast<std::uint32_t>(::getpid()), id_};
   if (auto held = image->acquire(lease, "volume " + volume->name); !held) {
-    refuse(EBUSY, held.error());
+    // "volume NAME is in use by …" is for the client; a failure to lock or to write the
+    // lease names the image.
+    if (held.error().find(volume->path) == std::string::npos) {
+      refuse(EBUSY, held.error());
+    } else {
+      refuse(EBUSY, "volume '" + volume->name + "' cannot be leased", held.error());
+    }
     return;
   }
   volume_ = volume;
@@ -300,6 +338,14 @@ void Session::handleRequest(const FrameView& frame) {
     close("protocol fault");
     return;
   }
+  // A payload elsewhere would only be memory the request holds for its life, up to 1 MiB a
+  // request (and a waiting lock request may live as long as the connection).
+  if (!frame.payload.empty() && !msg::takesPayload(request->op)) {
+    log_->warn("client {}: protocol fault in request {}: {} carries a payload of {} bytes", id_,
+               frame.header.id, msg::opName(request->op), frame.payload.size());
+    close("protocol fault");
+    return;
+  }
   // Forgets are one-way: the kernel expects no answer, so neither does the client.
   if (auto* forget = std::get_if<msg::op::Forget>(&request->op)) {
     for (const auto& item : forget->items) nodes_.forget(item.node, item.count);
@@ -308,7 +354,7 @@ void Session::handleRequest(const FrameView& frame) {
   Bytes payload;
   if (!frame.payload.empty()) {
     payload = Bytes::allocate(frame.payload.size());
-    std::memcpy(payload.data.get(), frame.payload.data(), frame.payload.size());
+    std::memcpy(payload.data(), frame.payload.data(), frame.payload.size());
   }
   ++inFlight_;
   serve(frame.header.id, std::move(*request), std::move(payload));
@@ -317,7 +363,7 @@ void Session::handleRequest(const FrameView& frame) {
 Detached Session::serve(std::uint64_t requestId, msg::Request request, Bytes payload) {
   auto self = shared_from_this();
   const auto started = std::chrono::steady_clock::now();
-  const std::size_t payloadBytes = payload.size;
+  const std::size_t payloadBytes = payload.size();
   const bool isWrite = answeredEarly(request.op);
   co_await writeOrder_.turn(isWrite);
   // Two statements: GCC 12 destroys a conditional's coroutine temporaries too early.
@@ -358,8 +404,14 @@ void Session::HandshakeTimer::arm() {
 }
 
 void Session::HandshakeTimer::disarm() {
-  if (!keepAlive_) return;
-  io_uring_prep_timeout_remove(session_.ring().prepare(&removal_),
+  if (!keepAlive_ || removing_) return;
+  removing_ = true;
+  // The removal's completion names nothing of the session: the timer's own completion
+  // (-ECANCELED) may come first and drop the last reference, which kernels before 5.19
+  // always do (they post it inside the removal) and later ones may, when the timer fired in
+  // the same batch. A removal queued by a session that then ends cannot hit a timer of a
+  // later session built at the same address: it is submitted before that timer is.
+  io_uring_prep_timeout_remove(session_.ring().prepare(nullptr),
                                reinterpret_cast<std::uint64_t>(static_cast<Completion*>(this)), 0);
 }
 
@@ -479,7 +531,7 @@ void Session::Send::arm() {
       skip -= piped->size;
     } else {
       const Bytes& payload = std::get<Bytes>(f.payload);
-      add(payload.data.get(), payload.size);
+      add(payload.data(), payload.size());
     }
     auto pad = payloadPadding(static_cast<std::uint32_t>(payloadSize(f.payload)));
     add(pad.data(), pad.size());

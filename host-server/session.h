@@ -15,6 +15,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <deque>
 #include <memory>
 #include <string>
@@ -46,12 +47,30 @@ namespace enclavefs::host {
 class Server;
 
 // Owned bytes: a read's data or a write's payload.
-struct Bytes {
-  std::unique_ptr<std::byte[]> data;
-  std::size_t size = 0;
+//
+// The size is always the allocation's: the cap on queued replies (maxQueuedReplyBytes)
+// counts sizes, so bytes allocated but not counted would let a client that never reads its
+// socket make the host hold memory without bound. A read that fills less than it allocated
+// gives the rest back with shrinkTo().
+class Bytes {
+ public:
+  Bytes() = default;
+  static Bytes allocate(std::size_t n);
 
-  static Bytes allocate(std::size_t n) { return {std::make_unique_for_overwrite<std::byte[]>(n), n}; }
-  std::span<const std::byte> view() const { return {data.get(), size}; }
+  std::byte* data() { return data_.get(); }
+  const std::byte* data() const { return data_.get(); }
+  std::size_t size() const { return size_; }
+  std::span<const std::byte> view() const { return {data_.get(), size_}; }
+  // Keeps the first `n` bytes (n ≤ size()) and frees the rest of the allocation.
+  void shrinkTo(std::size_t n);
+
+ private:
+  struct Free {
+    void operator()(std::byte* p) const { std::free(p); }
+  };
+  // malloc'ed, so that shrinkTo can realloc in place rather than copy.
+  std::unique_ptr<std::byte[], Free> data_;
+  std::size_t size_ = 0;
 };
 
 // What a reply carries after its message: bytes in memory, or a large read's bytes waiting
@@ -124,6 +143,11 @@ class Session : public std::enable_shared_from_this<Session>, public ChangeListe
   std::uint64_t pushedInodes() const { return pushedInodes_; }
   std::size_t lockOwners() const { return nodes_.lockOwners(); }
 
+  // A block request named an invalid sector range. True for the connection's first, the
+  // only one logged: the count is logged when the connection ends, so a client cannot fill
+  // the host's disk through its log.
+  bool noteInvalidRange() { return ++invalidRanges_ == 1; }
+
  private:
   class Receive : public Completion {
    public:
@@ -162,14 +186,10 @@ class Session : public std::enable_shared_from_this<Session>, public ChangeListe
     void complete(int result) override;
 
    private:
-    class Removal : public Completion {
-     public:
-      void complete(int) override {}
-    };
     Session& session_;
     std::shared_ptr<Session> keepAlive_;
     __kernel_timespec timeout_{};
-    Removal removal_;
+    bool removing_ = false;  // a removal is queued; a second would find nothing
   };
 
   struct OutFrame {
@@ -190,7 +210,9 @@ class Session : public std::enable_shared_from_this<Session>, public ChangeListe
   bool established() const { return export_ != nullptr || volume_ != nullptr; }
   void handleRequest(const FrameView& frame);
   Detached serve(std::uint64_t requestId, msg::Request request, Bytes payload);
-  void refuse(int error, const std::string& message);
+  // Answers the hello with `error` and `message`, and logs both; `hostOnly` is logged after
+  // them but never sent (what the client may not learn, such as a host path).
+  void refuse(int error, const std::string& message, const std::string& hostOnly = {});
 
   void enqueue(FrameKind kind, std::uint64_t id, wire::Words message, Payload payload);
   void operationDone();
@@ -228,6 +250,7 @@ class Session : public std::enable_shared_from_this<Session>, public ChangeListe
   bool everythingChanged_ = false;
   std::uint64_t pushedEntries_ = 0;
   std::uint64_t pushedInodes_ = 0;
+  std::uint64_t invalidRanges_ = 0;  // sector ranges refused (noteInvalidRange)
 
   PipePool pipes_;  // outlives the frames whose payloads wait in its pipes
   std::deque<OutFrame> out_;

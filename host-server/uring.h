@@ -90,7 +90,9 @@ class Ring {
   Ring& operator=(const Ring&) = delete;
   ~Ring();
 
-  // A submission slot tagged with `completion`; flushes the queue first if it is full.
+  // A submission slot tagged with `completion`; flushes the queue first if it is full. A
+  // null `completion` is for an operation whose result nobody waits for: its CQE is dropped,
+  // so it may outlive whoever submitted it.
   io_uring_sqe* prepare(Completion* completion);
 
   // Submits what is queued, waits for at least one completion, and dispatches all that are

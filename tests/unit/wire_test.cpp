@@ -953,3 +953,11 @@ TEST_CASE("the directories a request changes are the ones whose attributes its r
   CHECK(changed(Write{}).empty());
   CHECK(changed(GetAttr{}).empty());
 }
+
+TEST_CASE("only write, setxattr and sectorWrite take a payload") {
+  std::set<std::string> taking;
+  for (const msg::Op& op : sampleOps()) {
+    if (msg::takesPayload(op)) taking.insert(msg::opName(op));
+  }
+  CHECK(taking == std::set<std::string>{"write", "setxattr", "sectorWrite"});
+}
